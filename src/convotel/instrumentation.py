@@ -1,0 +1,72 @@
+"""What every instrumentor shares: context attributes and the content switch.
+
+Instrumentors stamp each span with :func:`context_attributes` when it starts and
+record message text only when :func:`capture_content` is true.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+
+from convotel import semconv
+from convotel.context import current
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+_capture_override: bool | None = None
+
+
+def set_capture_content(enabled: bool | None) -> None:
+    """Set by ``convotel.init(capture_content=...)``; ``None`` goes back to the environment."""
+    global _capture_override
+    _capture_override = enabled
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+def capture_content() -> bool:
+    """Whether message text may leave the process.
+
+    ``init(capture_content=...)`` first, then ``CONVOTEL_CAPTURE_CONTENT``, then
+    OTel's ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``; default on.
+    """
+    if _capture_override is not None:
+        return _capture_override
+    own = _env_flag("CONVOTEL_CAPTURE_CONTENT")
+    if own is not None:
+        return own
+    otel = _env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    return True if otel is None else otel
+
+
+def context_attributes() -> dict[str, Any]:
+    """Span attributes for the active ``convotel.conversation(...)``, if any."""
+    ctx = current()
+    if ctx is None:
+        return {}
+    attrs: dict[str, Any] = {}
+    if ctx.conversation_id:
+        attrs[semconv.CONVERSATION_ID] = ctx.conversation_id
+    if ctx.user_id:
+        attrs[semconv.USER_ID] = ctx.user_id
+    if ctx.organization_id:
+        attrs[semconv.ORGANIZATION_ID] = ctx.organization_id
+    if ctx.properties:
+        attrs[semconv.CONVERSATION_PROPERTIES] = json_attr(dict(ctx.properties))
+    return attrs
+
+
+def json_attr(value: Any) -> str:
+    """Encode a structured value as a JSON string attribute (OTel attributes are flat)."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -1,0 +1,87 @@
+"""The span record: the one shape every span takes before mapping.
+
+Both an SDK ``ReadableSpan`` (in-process exporter) and a decoded OTLP span (the
+bridge) become a :class:`SpanRecord`; the mapping sees nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, Any]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEvent:
+    name: str
+    time_ns: int
+    attributes: Mapping[str, Any] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """An immutable, I/O-free view of one span.
+
+    ``end_ns`` is ``None`` for a record taken when the span started (structural
+    spans announce themselves then so that parents reach the API first).
+    """
+
+    trace_id: str  # 32 lowercase hex digits
+    span_id: str  # 16 lowercase hex digits
+    parent_span_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int | None
+    attributes: Mapping[str, Any] = field(default_factory=_empty)
+    status_error: bool = False
+    status_message: str | None = None
+    events: tuple[SpanEvent, ...] = ()
+    resource: Mapping[str, Any] = field(default_factory=_empty)
+    scope: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.end_ns is not None
+
+
+def _hex(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
+    """Build a record from an OpenTelemetry SDK span (``ReadableSpan``).
+
+    ``started`` takes the record at span start, before it has an end time.
+    """
+    ctx = span.context
+    parent = span.parent
+    status = span.status
+    events = tuple(
+        SpanEvent(e.name, e.timestamp, MappingProxyType(dict(e.attributes or {}))) for e in span.events
+    ) if span.events else ()
+    scope = span.instrumentation_scope.name if span.instrumentation_scope is not None else ""
+    resource = span.resource.attributes if span.resource is not None else _EMPTY
+    return SpanRecord(
+        trace_id=_hex(ctx.trace_id, 32),
+        span_id=_hex(ctx.span_id, 16),
+        parent_span_id=_hex(parent.span_id, 16) if parent is not None else None,
+        name=span.name,
+        start_ns=span.start_time or 0,
+        end_ns=None if started else span.end_time,
+        attributes=MappingProxyType(dict(span.attributes or {})),
+        status_error=status is not None and status.status_code.name == "ERROR",
+        status_message=status.description if status is not None else None,
+        events=events,
+        resource=resource,
+        scope=scope,
+    )
+
+
+__all__ = ["SpanEvent", "SpanRecord", "from_readable_span"]
