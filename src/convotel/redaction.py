@@ -23,13 +23,15 @@ TextHook = Callable[[str], str]
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 PATTERNS: dict[str, re.Pattern[str]] = {
     "email": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
-    "phone": re.compile(r"(?<![\w+])\+?\d{1,3}?[ .-]?\(?\d{2,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}(?!\w)"),
+    # Needs a separator after the area code, so order numbers and ids stay readable.
+    "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]\d{3,4}[ .-]?\d{3,4}(?!\w)"),
     "api_key": re.compile(
         r"\b(?:sk-[A-Za-z0-9_-]{16,}|sk-ant-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
         r"|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})\b"
         r"|(?i:bearer\s+)[A-Za-z0-9._~+/=-]{16,}"
     ),
 }
+_ORDER = ("api_key", "card", "email", "phone")
 #: Secrets are never content worth keeping: this pattern is on unless turned off explicitly.
 DEFAULT_PATTERNS: tuple[str, ...] = ("api_key",)
 
@@ -54,7 +56,8 @@ def _redact_cards(text: str) -> str:
 
 def build_text_redactor(patterns: Iterable[str], hook: TextHook | None = None) -> TextHook | None:
     """One function applying the chosen built-in patterns, then the hook; ``None`` when nothing applies."""
-    chosen = tuple(dict.fromkeys(patterns))
+    # Fixed order: secrets and cards first, so a phone pattern never eats part of a card number.
+    chosen = tuple(sorted(dict.fromkeys(patterns), key=lambda p: _ORDER.index(p) if p in _ORDER else len(_ORDER)))
     unknown = [p for p in chosen if p not in PATTERNS and p != "card"]
     if unknown:
         raise ValueError(f"unknown redaction pattern(s) {unknown}; choose from {sorted([*PATTERNS, 'card'])}")
