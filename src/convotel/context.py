@@ -36,6 +36,18 @@ def current() -> ConversationContext | None:
     return _current.get()
 
 
+def push(ctx: ConversationContext) -> contextvars.Token[ConversationContext | None]:
+    """For instrumentors that learn the conversation from a framework (LangGraph ``thread_id``)."""
+    return _current.set(ctx)
+
+
+def pop(token: contextvars.Token[ConversationContext | None]) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:  # token from another context (callbacks of one run can hop tasks)
+        _current.set(token.old_value if token.old_value is not contextvars.Token.MISSING else None)
+
+
 class conversation:  # noqa: N801 - used like a function: ``with convotel.conversation(...)``
     """Set the conversation, user and organization of everything inside.
 

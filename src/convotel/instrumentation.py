@@ -6,6 +6,7 @@ record message text only when :func:`capture_content` is true.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from typing import Any
 
@@ -18,6 +19,30 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 _capture_override: bool | None = None
+
+# Set by framework instrumentors (LangChain) while their runs are active, so that a
+# lower-level instrumentor (OpenAI) threads its spans under the same run and does
+# not report a model call twice.
+_run_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar("convotel_run_parent", default=None)
+_model_call_owner: contextvars.ContextVar[str | None] = contextvars.ContextVar("convotel_model_owner", default=None)
+
+
+def enter_run(span_id: str) -> contextvars.Token[str | None]:
+    """Spans started inside get ``convotel.parent_span_id`` = ``span_id`` (a task/workflow span)."""
+    return _run_parent.set(span_id)
+
+
+def enter_model_call(span_id: str) -> contextvars.Token[str | None]:
+    """A framework span maps this model call; lower-level spans inside are marked ``convotel.covered_by``."""
+    return _model_call_owner.set(span_id)
+
+
+def leave(token: contextvars.Token[str | None]) -> None:
+    """Undo :func:`enter_run` / :func:`enter_model_call` (tolerates a token from another context)."""
+    try:
+        token.var.reset(token)
+    except ValueError:
+        token.var.set(token.old_value if token.old_value is not contextvars.Token.MISSING else None)
 
 
 def set_capture_content(enabled: bool | None) -> None:
@@ -51,11 +76,15 @@ def capture_content() -> bool:
 
 
 def context_attributes() -> dict[str, Any]:
-    """Span attributes for the active ``convotel.conversation(...)``, if any."""
+    """Span attributes for the active ``convotel.conversation(...)`` and framework run, if any."""
+    attrs: dict[str, Any] = {}
+    if (run_parent := _run_parent.get()) is not None:
+        attrs[semconv.STRUCTURAL_PARENT] = run_parent
+    if (owner := _model_call_owner.get()) is not None:
+        attrs[semconv.COVERED_BY] = owner
     ctx = current()
     if ctx is None:
-        return {}
-    attrs: dict[str, Any] = {}
+        return attrs
     if ctx.conversation_id:
         attrs[semconv.CONVERSATION_ID] = ctx.conversation_id
     if ctx.user_id:

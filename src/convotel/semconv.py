@@ -56,3 +56,4 @@ OUTPUT_VALUE: Final = "convotel.output"  # JSON: structured output of a structur
 SPAN_STARTED: Final = "convotel.started"  # set on records emitted at span start (no end time yet)
 SYSTEM_PROMPT: Final = "convotel.system_prompt"  # JSON: Greenflash systemPrompt object {components, variables}
 FINAL_RESPONSE: Final = "convotel.final_response"  # bool: this model call's answer ends an agent run
+COVERED_BY: Final = "convotel.covered_by"  # span id of a framework span that already maps this model call

@@ -31,7 +31,8 @@ def map_record(record: SpanRecord, options: MappingOptions = MappingOptions()) -
     if not record.ended:
         return None  # only structural runs announce themselves at start
     if operation in _MODEL_CALLS:
-        return map_model_call(scope, options)
+        # A framework span (LangChain) already maps this call: one logical event, one message.
+        return None if semconv.COVERED_BY in record.attributes else map_model_call(scope, options)
     if operation == semconv.OP_EXECUTE_TOOL:
         return map_tool(scope)
     if operation == semconv.OP_EMBEDDINGS:
