@@ -29,8 +29,19 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest -q
 
-bench: install-test
-	$(BIN)/python -m benchmarks.run --update-readme README.md
+# Benchmarks run in their own venv (benchmarks/.venv) so the peers never enter $(VENV).
+# `make bench BENCH_ARGS=--quick` is a smoke run (seconds, numbers indicative only).
+BENCH_VENV ?= benchmarks/.venv
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: benchmarks/requirements.txt constraints.txt pyproject.toml instrumentors/openai/pyproject.toml instrumentors/langchain/pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c constraints.txt -r benchmarks/requirements.txt $(PACKAGES)
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m benchmarks.run --update-readme README.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .convotel

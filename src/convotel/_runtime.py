@@ -101,8 +101,9 @@ def _instrument(settings: Settings, provider: TracerProvider) -> list[Any]:
             instrumentor.instrument(tracer_provider=provider)
             if instrumentor.is_instrumented_by_opentelemetry:
                 active.append(instrumentor)
-        except Exception:  # a broken optional instrumentor must not break the app
-            logger.warning("convotel: could not enable instrumentor %s", ep.name, exc_info=True)
+        except Exception as error:  # a broken optional instrumentor must not break the app
+            logger.warning("convotel: could not enable instrumentor %s: %r", ep.name, error)
+            logger.debug("convotel: instrumentor failure", exc_info=True)
     return active
 
 

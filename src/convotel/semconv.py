@@ -57,3 +57,4 @@ SPAN_STARTED: Final = "convotel.started"  # set on records emitted at span start
 SYSTEM_PROMPT: Final = "convotel.system_prompt"  # JSON: Greenflash systemPrompt object {components, variables}
 FINAL_RESPONSE: Final = "convotel.final_response"  # bool: this model call's answer ends an agent run
 COVERED_BY: Final = "convotel.covered_by"  # span id of a framework span that already maps this model call
+CONTENT: Final = "convotel.content"  # text of a structural message (a ``thought``: agent-action log, on_text)

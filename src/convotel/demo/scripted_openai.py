@@ -2,8 +2,8 @@
 
 It answers ``POST /v1/chat/completions`` deterministically from the request: a
 question mentioning known cities gets parallel ``get_weather`` tool calls with a
-short thought; once every call has its result, it answers with a summary; any
-other question gets a plain answer. Usage figures are computed from the text,
+short thought; once every call has its result, it answers with a summary; a
+question about packing gets packing advice; anything else a plain invitation. Usage figures are computed from the text,
 so runs are reproducible.
 """
 
@@ -59,7 +59,9 @@ def _reply(messages: list[dict[str, Any]], turn: int) -> dict[str, Any]:
     if results:
         lines = "; ".join(str(m.get("content")) for m in results)
         return {"role": "assistant", "content": f"Here is what I found: {lines}."}, "stop"  # type: ignore[return-value]
-    return {"role": "assistant", "content": f"You said: {question}. Ask me about the weather in a city."}, "stop"  # type: ignore[return-value]
+    if "pack" in question.lower():
+        return {"role": "assistant", "content": "Pack layers and a light rain jacket."}, "stop"  # type: ignore[return-value]
+    return {"role": "assistant", "content": "Happy to help: ask me about the weather in any city."}, "stop"  # type: ignore[return-value]
 
 
 async def chat_completions(request: Request) -> JSONResponse:

@@ -15,7 +15,8 @@ from convotel.messages import Message, MessageType
 #: Structural types announced when the run starts (they parent what happens inside).
 OPENING_TYPES: frozenset[str] = frozenset({"task", "workflow", "chain_start"})
 #: Structural types recorded once, when the run ends.
-CLOSING_TYPES: frozenset[str] = frozenset({"retrieval", "memory_read", "memory_write", "callback", "embedding"})
+CLOSING_TYPES: frozenset[str] = frozenset(
+    {"retrieval", "memory_read", "memory_write", "callback", "embedding", "thought"})
 
 
 def _latency(scope: SpanScope) -> dict[str, Any]:
@@ -112,6 +113,11 @@ def map_structural(scope: SpanScope, message_type: str) -> Mapped:
                 Message(scope.id(f"{run_key(rec.span_id)}:end"), "chain_end", max(rec.end_ns, rec.start_ns + 1_000),
                         content=name, parent_external_message_id=start_id, output=outputs, properties=props or None)
             )
+    elif message_type == "thought":
+        # A framework's thought (agent-action log, on_text): its text, not the span name.
+        if rec.end_ns is not None:
+            messages.append(Message(start_id, "thought", rec.start_ns, content=scope.str(semconv.CONTENT),
+                                    parent_external_message_id=scope.run_parent_id))
     elif rec.end_ns is not None:
         kind: MessageType = message_type  # type: ignore[assignment]
         props = {**_latency(scope), **({"error": error_facts(scope)} if rec.status_error else {})}

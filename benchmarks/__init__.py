@@ -1,0 +1,1 @@
+"""Side-by-side overhead benchmarks of convotel against its peers (``make bench``)."""

@@ -1,0 +1,235 @@
+"""From worker results to numbers, verdicts and the README's Markdown tables."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.configs import SUITE_CONFIGS, Config
+from benchmarks.scenarios import SUITE_SCENARIOS
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+#: convotel's overhead must be at most this fraction of the best peer's.
+TARGETS = {"openai": 0.5, "langchain": 1 / 3}
+TARGET_TEXT = {"openai": "at most ½ of the lowest peer's", "langchain": "at most ⅓ of the better peer's"}
+#: the convotel row the target is judged on (the others are shown for comparison).
+PRIMARY = {"openai": "convotel", "langchain": "convotel"}
+#: more retained objects than this per call after gc.collect() is reported as a leak.
+LEAK_PER_CALL = 0.5
+SUITE_TITLES = {"openai": "OpenAI SDK (`convotel-openai` vs peers)",
+                "langchain": "LangChain (`convotel-langchain` vs peers)"}
+
+
+@dataclass
+class Row:
+    config: Config
+    status: str  # ok | error | uninstrumented
+    error: str = ""
+    app: float = 0.0
+    cpu: float = 0.0
+    app_spread: float = 0.0
+    cpu_spread: float = 0.0
+    app_over: float | None = None
+    cpu_over: float | None = None
+    per_call: float | None = None
+    unit: str = ""
+    retained_per_call: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.status in ("ok", "uninstrumented")
+
+
+def _spread(values: list[float]) -> float:
+    """Half the interquartile range: a robust ± for the medians."""
+    if len(values) < 4:
+        return (max(values) - min(values)) / 2 if values else 0.0
+    q = statistics.quantiles(values, n=4)
+    return (q[2] - q[0]) / 2
+
+
+def rows_for(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> list[Row]:
+    rows: list[Row] = []
+    for spec in SUITE_CONFIGS[suite]:
+        res = results.get(spec.name)
+        if res is None:
+            continue
+        if res["status"] != "ok":
+            rows.append(Row(spec, "error", res.get("error", "failed")))
+            continue
+        sc = res["scenarios"].get(scenario)
+        if sc is None:
+            continue
+        if sc["status"] != "ok":
+            rows.append(Row(spec, "error", sc.get("error", "failed")))
+            continue
+        per_call = sc["delivered"] / sc["calls"] if sc["calls"] else 0.0
+        row = Row(spec, "ok", app=statistics.median(sc["app_us"]), cpu=statistics.median(sc["cpu_us"]),
+                  app_spread=_spread(sc["app_us"]), cpu_spread=_spread(sc["cpu_us"]),
+                  per_call=per_call if spec.kind != "baseline" else None, unit=res.get("unit", ""),
+                  retained_per_call=sc["objects_retained"] / sc["leak_calls"] if sc.get("leak_calls") else None)
+        if spec.kind != "baseline" and sc["delivered"] == 0:
+            row.status = "uninstrumented"
+            row.error = f"nothing reached the backend (0 {row.unit or 'span'}s): this API is not instrumented"
+        rows.append(row)
+    base = next((r for r in rows if r.config.kind == "baseline" and r.status == "ok"), None)
+    if base is not None:
+        for r in rows:
+            if r.measured:
+                r.app_over, r.cpu_over = r.app - base.app, r.cpu - base.cpu
+    return rows
+
+
+def best_peer(rows: list[Row]) -> tuple[Row | None, Row | None]:
+    """The peer with the lowest app-thread overhead, and the one with the lowest CPU overhead."""
+    peers = [r for r in rows if r.config.kind == "peer" and r.status == "ok" and r.app_over is not None]
+    if not peers:
+        return None, None
+    return min(peers, key=lambda r: r.app_over), min(peers, key=lambda r: r.cpu_over)  # type: ignore[arg-type, return-value]
+
+
+def ratio(value: float | None, best: float | None) -> float | None:
+    if value is None or best is None:
+        return None
+    if best <= 0:
+        return None if value > 0 else 0.0
+    return max(value, 0.0) / best
+
+
+@dataclass
+class Verdict:
+    scenario: str
+    app_ratio: float | None
+    cpu_ratio: float | None
+    status: str  # met | missed | n/a
+    why: str = ""
+
+
+def verdict(suite: str, scenario: str, rows: list[Row]) -> Verdict:
+    target = TARGETS[suite]
+    primary = next((r for r in rows if r.config.name == PRIMARY[suite]), None)
+    best_app, best_cpu = best_peer(rows)
+    if primary is None or primary.status != "ok":
+        why = primary.error if primary is not None else "not measured"
+        return Verdict(scenario, None, None, "n/a", f"convotel: {why}")
+    if best_app is None or best_cpu is None:
+        return Verdict(scenario, None, None, "n/a", "no peer instruments this API")
+    app_r = ratio(primary.app_over, best_app.app_over)
+    cpu_r = ratio(primary.cpu_over, best_cpu.cpu_over)
+    if app_r is None or cpu_r is None:
+        return Verdict(scenario, app_r, cpu_r, "n/a", "the best peer's overhead is within noise of zero")
+    return Verdict(scenario, app_r, cpu_r, "met" if app_r <= target and cpu_r <= target else "missed")
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def _us(value: float | None, spread: float | None = None) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
+    return text
+
+
+def _over(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+,.1f}" if abs(value) < 100 else f"{value:+,.0f}"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def _label(row: Row, versions: dict[str, str]) -> str:
+    label = row.config.label
+    shown = [f"{versions[p]}" for p in row.config.packages if p in versions and row.config.kind == "peer"]
+    if shown:
+        label += f" {shown[0]}"
+    return f"**{label}**" if row.config.kind == "convotel" else label
+
+
+def scenario_table(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> tuple[str, Verdict]:
+    rows = rows_for(suite, scenario, results)
+    best_app, best_cpu = best_peer(rows)
+    lines = [
+        "| configuration | app thread µs/call | overhead µs | vs best peer | process CPU µs/call | overhead µs "
+        "| vs best peer | exported per call | retained objects per 1k calls |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        versions = results.get(r.config.name, {}).get("versions", {})
+        label = _label(r, versions)
+        if r.status == "error":
+            lines.append(f"| {label} | could not run: `{_cell(r.error)}` |||||||| ")
+            continue
+        app_vs = _ratio(ratio(r.app_over, best_app.app_over)) if best_app and r.config.kind != "baseline" else ""
+        cpu_vs = _ratio(ratio(r.cpu_over, best_cpu.cpu_over)) if best_cpu and r.config.kind != "baseline" else ""
+        if r.status == "uninstrumented":
+            app_vs = cpu_vs = "not instrumented"
+        exported = "—" if r.per_call is None else f"{r.per_call:.2f} {r.unit or 'span'}"
+        retained = "—" if r.retained_per_call is None else f"{r.retained_per_call * 1000:,.0f}"
+        if r.retained_per_call is not None and r.retained_per_call > LEAK_PER_CALL:
+            retained += " ⚠"
+        lines.append(
+            f"| {label} | {_us(r.app)} ±{r.app_spread:.1f} | {_over(r.app_over) if r.config.kind != 'baseline' else '—'} "
+            f"| {app_vs} | {_us(r.cpu)} ±{r.cpu_spread:.1f} | {_over(r.cpu_over) if r.config.kind != 'baseline' else '—'} "
+            f"| {cpu_vs} | {exported} | {retained} |"
+        )
+    return "\n".join(lines), verdict(suite, scenario, rows)
+
+
+def suite_markdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
+    target = TARGETS[suite]
+    parts: list[str] = []
+    tables: list[str] = []
+    verdicts: list[Verdict] = []
+    for scenario in SUITE_SCENARIOS[suite]:
+        if not any(scenario.name in (res.get("scenarios") or {}) for res in results.values()):
+            continue
+        table, v = scenario_table(suite, scenario.name, results)
+        verdicts.append(v)
+        tables.append(f"#### {_cell(scenario.title)}\n\n{table}")
+    primary = next(c for c in SUITE_CONFIGS[suite] if c.name == PRIMARY[suite])
+    parts.append(f"### {SUITE_TITLES[suite]}\n")
+    parts.append(f"Target: the overhead of *{primary.label.replace('**', '')}* is {TARGET_TEXT[suite]} "
+                 f"(≤ {target:.2f}×), on app-thread time and on process CPU.\n")
+    parts.append("| scenario | target | app thread: convotel / best peer | process CPU: convotel / best peer |")
+    parts.append("|---|---|--:|--:|")
+    titles = {s.name: s.title for s in SUITE_SCENARIOS[suite]}
+    for v in verdicts:
+        status = {"met": "✅ met", "missed": "❌ missed", "n/a": "n/a"}[v.status]
+        if v.why:
+            status += f" ({v.why})"
+        parts.append(f"| {_cell(titles[v.scenario])} | {_cell(status)} | {_ratio(v.app_ratio)} | {_ratio(v.cpu_ratio)} |")
+    parts.append("")
+    parts.extend(t + "\n" for t in tables)
+    notes = sorted({n for res in results.values() for n in res.get("notes", [])})
+    if notes:
+        parts.append("Notes: " + "; ".join(notes) + ".\n")
+    return "\n".join(parts)
+
+
+def verdicts(suite: str, results: dict[str, dict[str, Any]]) -> list[Verdict]:
+    out = []
+    for scenario in SUITE_SCENARIOS[suite]:
+        if any(scenario.name in (res.get("scenarios") or {}) for res in results.values()):
+            out.append(scenario_table(suite, scenario.name, results)[1])
+    return out
+
+
+def update_readme(path: Path, section: str) -> None:
+    text = path.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{path}: no {START} … {END} section to update")
+    path.write_text(pattern.sub(lambda _: f"{START}\n{section.strip()}\n{END}", text, count=1))

@@ -1,0 +1,423 @@
+"""Responses API: request items → input messages, output items → one output message, streams.
+
+A response is one assistant turn, so its output items (reasoning, messages,
+function calls) become the parts of a single output message. Input items are
+grouped the same way: consecutive assistant-side items (assistant messages,
+reasoning, function calls) form one assistant message, ``function_call_output``
+items become ``tool`` messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from convotel import semconv
+from convotel.instrumentation import json_attr
+
+from . import _chat
+from . import _messages as m
+from ._utils import arg, as_list, get, parse_arguments, report
+
+OPERATION = semconv.OP_CHAT
+PREVIOUS_RESPONSE_ID = "convotel.openai.previous_response_id"
+
+_SYSTEM_ROLES = ("system", "developer")
+_INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def conversation_id(value: Any) -> str | None:
+    """The id of a ``conversation`` argument or response field (a string or ``{"id": ...}``)."""
+    if isinstance(value, str):
+        return value or None
+    ident = get(value, "id")
+    return ident if isinstance(ident, str) and ident else None
+
+
+def _output_type(text: Any) -> str | None:
+    return _chat.output_type(get(text, "format"))
+
+
+def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for key, name in (("temperature", _chat.REQUEST_TEMPERATURE), ("top_p", _chat.REQUEST_TOP_P)):
+        value = arg(kwargs, key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            attrs[name] = value
+    max_tokens = arg(kwargs, "max_output_tokens")
+    if isinstance(max_tokens, int):
+        attrs[_chat.REQUEST_MAX_TOKENS] = max_tokens
+    text_format = arg(kwargs, "text_format")
+    kind = "json" if text_format is not None else _output_type(arg(kwargs, "text"))
+    if kind:
+        attrs[_chat.OUTPUT_TYPE] = kind
+    tier = arg(kwargs, "service_tier")
+    if isinstance(tier, str):
+        attrs[_chat.OPENAI_REQUEST_SERVICE_TIER] = tier
+    previous = arg(kwargs, "previous_response_id")
+    if isinstance(previous, str) and previous:
+        attrs[PREVIOUS_RESPONSE_ID] = previous
+    conversation = conversation_id(arg(kwargs, "conversation"))
+    if conversation:
+        attrs[semconv.CONVERSATION_ID] = conversation  # an explicit convotel.conversation() overrides it
+    return attrs
+
+
+# --------------------------------------------------------------------------- input items
+
+
+def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
+    if content is None or isinstance(content, str):
+        return m.content_parts(content, capture)
+    items = as_list(content)
+    if items is None:
+        return m.content_parts(content, capture)
+    parts: list[dict[str, Any]] = []
+    for item in items:
+        kind = get(item, "type")
+        if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
+            parts.append(m.text_part(get(item, "text") or "", capture))
+        elif kind == "refusal":
+            parts.append(m.text_part(get(item, "refusal") or "", capture))
+        elif kind == "input_image":
+            url = get(item, "image_url")
+            if isinstance(url, str):
+                parts.append(m._image_part(url, capture))
+            else:
+                part: dict[str, Any] = {"type": "file", "modality": "image"}
+                if capture and isinstance(get(item, "file_id"), str):
+                    part["file_id"] = get(item, "file_id")
+                parts.append(part)
+        elif kind == "input_file":
+            part = {"type": "file"}
+            if capture and isinstance(get(item, "file_id"), str):
+                part["file_id"] = get(item, "file_id")
+            parts.append(part)
+        elif kind == "input_audio":
+            parts.append({"type": "blob", "modality": "audio"})
+        else:
+            parts.extend(m.content_parts([item], capture))
+    return parts
+
+
+def _reasoning_part(item: Any, capture: bool) -> dict[str, Any] | None:
+    texts = [get(s, "text") for s in as_list(get(item, "summary")) or ()]
+    texts += [get(c, "text") for c in as_list(get(item, "content")) or ()]
+    text = "\n\n".join(t for t in texts if isinstance(t, str) and t)
+    return m.text_part(text, capture, "reasoning") if text else None
+
+
+def _tool_call_part(item: Any, capture: bool) -> dict[str, Any]:
+    kind = get(item, "type")
+    part: dict[str, Any] = {"type": "tool_call", "id": get(item, "call_id") or get(item, "id"), "name": get(item, "name")}
+    if capture:
+        raw = get(item, "input") if kind == "custom_tool_call" else get(item, "arguments")
+        part["arguments"] = parse_arguments(raw)
+    return part
+
+
+def _tool_output_text(output: Any) -> str:
+    if output is None or isinstance(output, str):
+        return output or ""
+    items = as_list(output)
+    if items is None:
+        return str(output)
+    return "".join(get(i, "text") or "" for i in items if get(i, "type") in ("input_text", "output_text", "text"))
+
+
+_TOOL_CALLS = ("function_call", "custom_tool_call", "mcp_call")
+_TOOL_OUTPUTS = ("function_call_output", "custom_tool_call_output")
+
+
+def assistant_item_parts(item: Any, capture: bool) -> list[dict[str, Any]]:
+    """Parts of one output-side item (message, reasoning, tool call, built-in tool call)."""
+    kind = get(item, "type")
+    if kind == "reasoning":
+        part = _reasoning_part(item, capture)
+        return [part] if part else []
+    if kind in _TOOL_CALLS:
+        return [_tool_call_part(item, capture)]
+    if kind in (None, "message"):
+        return _content_parts(get(item, "content"), capture)
+    return [{"type": str(kind)}]  # built-in tool calls (web_search_call, ...): structure only
+
+
+def input_messages(value: Any, capture: bool) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """(leading system/developer parts or None, input messages) of a request's ``input``."""
+    if isinstance(value, str):
+        return None, [{"role": "user", "parts": [m.text_part(value, capture)]}]
+    items = as_list(value)
+    if items is None:
+        return None, []
+    system: list[dict[str, Any]] | None = None
+    start = 0
+    while start < len(items) and get(items[start], "role") in _SYSTEM_ROLES:
+        system = system or []
+        system.extend(_content_parts(get(items[start], "content"), capture))
+        start += 1
+    out: list[dict[str, Any]] = []
+    assistant: dict[str, Any] | None = None
+    for item in items[start:]:
+        kind = get(item, "type")
+        role = get(item, "role")
+        if kind in _TOOL_OUTPUTS:
+            assistant = None
+            part: dict[str, Any] = {"type": "tool_call_response", "id": get(item, "call_id")}
+            if capture:
+                part["response"] = _tool_output_text(get(item, "output"))
+            out.append({"role": "tool", "parts": [part]})
+            continue
+        if kind == "item_reference":
+            continue
+        if role == "assistant" or (role is None and kind not in (None, "message")):
+            if assistant is None:
+                assistant = {"role": "assistant", "parts": []}
+                out.append(assistant)
+            assistant["parts"].extend(assistant_item_parts(item, capture))
+            continue
+        assistant = None
+        if role in _SYSTEM_ROLES:
+            role = "system"
+        out.append({"role": role if isinstance(role, str) else "user", "parts": _content_parts(get(item, "content"), capture)})
+    return system, out
+
+
+def request_content_attributes(kwargs: Mapping[str, Any], capture: bool) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    try:
+        system, messages = input_messages(arg(kwargs, "input"), capture)
+        instructions = arg(kwargs, "instructions")
+        parts: list[dict[str, Any]] = []
+        if isinstance(instructions, str) and instructions:
+            parts.append(m.text_part(instructions, capture))
+        elif instructions is not None:
+            _, items = input_messages(instructions, capture)
+            for item in items:
+                parts.extend(item["parts"])
+        parts.extend(system or ())
+        if parts:
+            attrs[semconv.SYSTEM_INSTRUCTIONS] = json_attr(parts)
+        if messages or arg(kwargs, "input") is not None:
+            attrs[semconv.INPUT_MESSAGES] = json_attr(messages)
+    except Exception:
+        report("responses.input_messages")
+    try:
+        tools = tool_definitions(arg(kwargs, "tools"), capture)
+        if tools:
+            attrs[semconv.TOOL_DEFINITIONS] = json_attr(tools)
+    except Exception:
+        report("responses.tool_definitions")
+    return attrs
+
+
+def tool_definitions(tools: Any, capture: bool) -> list[dict[str, Any]]:
+    out = []
+    for tool in as_list(tools) or ():
+        kind = get(tool, "type") or "function"
+        entry: dict[str, Any] = {"type": str(kind), "name": get(tool, "name") or get(tool, "server_label") or str(kind)}
+        if capture:
+            for key in ("description", "parameters"):
+                value = get(tool, key)
+                if value is not None:
+                    entry[key] = value
+        out.append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------- response
+
+
+def finish_reason(response: Any) -> str:
+    status = get(response, "status")
+    if status == "completed":
+        output = as_list(get(response, "output")) or []
+        return "tool_calls" if any(get(i, "type") in _TOOL_CALLS for i in output) else "stop"
+    if status == "incomplete":
+        reason = get(get(response, "incomplete_details"), "reason")
+        return _INCOMPLETE_REASONS.get(reason, reason if isinstance(reason, str) else "length")
+    if status == "failed":
+        return "error"
+    return status if isinstance(status, str) else "error"
+
+
+def usage_attributes(usage: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    if usage is None:
+        return attrs
+    for key, name in (("input_tokens", semconv.USAGE_INPUT_TOKENS), ("output_tokens", semconv.USAGE_OUTPUT_TOKENS)):
+        value = get(usage, key)
+        if isinstance(value, int):
+            attrs[name] = value
+    reasoning = get(get(usage, "output_tokens_details"), "reasoning_tokens")
+    if isinstance(reasoning, int):
+        attrs[semconv.USAGE_REASONING_TOKENS] = reasoning
+    cached = get(get(usage, "input_tokens_details"), "cached_tokens")
+    if isinstance(cached, int):
+        attrs[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = cached
+    return attrs
+
+
+def _meta(attrs: dict[str, Any], response: Any) -> None:
+    for key, name in (("id", semconv.RESPONSE_ID), ("model", semconv.RESPONSE_MODEL)):
+        value = get(response, key)
+        if isinstance(value, str):
+            attrs[name] = value
+    tier = get(response, "service_tier")
+    if isinstance(tier, str):
+        attrs[_chat.OPENAI_RESPONSE_SERVICE_TIER] = tier
+
+
+def response_attributes(response: Any, capture: bool) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    _meta(attrs, response)
+    attrs.update(usage_attributes(get(response, "usage")))
+    conversation = conversation_id(get(response, "conversation"))
+    if conversation:
+        attrs[semconv.CONVERSATION_ID] = conversation
+    reason = finish_reason(response)
+    attrs[semconv.RESPONSE_FINISH_REASONS] = (reason,)
+    try:
+        parts: list[dict[str, Any]] = []
+        for item in as_list(get(response, "output")) or ():
+            parts.extend(assistant_item_parts(item, capture))
+        attrs[semconv.OUTPUT_MESSAGES] = json_attr([{"role": "assistant", "parts": parts, "finish_reason": reason}])
+    except Exception:
+        report("responses.output_messages")
+    error = get(response, "error")
+    if get(response, "status") == "failed":
+        code = get(error, "code")
+        attrs[semconv.ERROR_TYPE] = code if isinstance(code, str) and code else "response_failed"
+    return attrs
+
+
+def apply_response(span: Span, response: Any, capture: bool, *, conversation_known: bool = False) -> None:
+    attrs = response_attributes(response, capture)
+    if conversation_known:
+        attrs.pop(semconv.CONVERSATION_ID, None)
+    span.set_attributes(attrs)
+    if get(response, "status") == "failed":
+        message = get(get(response, "error"), "message")
+        span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else "response failed"))
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class _ItemBuffer:
+    __slots__ = ("item", "kind", "text", "reasoning", "arguments", "has_text", "has_reasoning")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item  # the complete item once ``output_item.done`` arrived, else the ``added`` stub
+        self.kind = get(item, "type")
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.arguments: list[str] = []
+        self.has_text = self.has_reasoning = False
+
+    def parts(self, capture: bool, done: bool) -> list[dict[str, Any]]:
+        if done:
+            return assistant_item_parts(self.item, capture)
+        parts: list[dict[str, Any]] = []
+        if self.has_reasoning:
+            parts.append(m.text_part("".join(self.reasoning), capture, "reasoning"))
+        if self.kind in _TOOL_CALLS:
+            part: dict[str, Any] = {
+                "type": "tool_call",
+                "id": get(self.item, "call_id") or get(self.item, "id"),
+                "name": get(self.item, "name"),
+            }
+            if capture:
+                part["arguments"] = parse_arguments("".join(self.arguments))
+            parts.append(part)
+        elif self.has_text:
+            parts.append(m.text_part("".join(self.text), capture))
+        return parts
+
+
+_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+class ResponsesStreamState:
+    """Reassembles Responses stream events; the terminal event's response is authoritative."""
+
+    __slots__ = ("capture", "items", "done", "final", "response", "error", "broken", "conversation_known")
+
+    def __init__(self, capture: bool, conversation_known: bool = False) -> None:
+        self.capture = capture
+        self.conversation_known = conversation_known
+        self.items: dict[int, _ItemBuffer] = {}
+        self.done: set[int] = set()
+        self.final: Any = None
+        self.response: Any = None
+        self.error: Any = None
+        self.broken = False
+
+    def process(self, event: Any) -> None:
+        kind = get(event, "type")
+        if not isinstance(kind, str):
+            return
+        if kind in _TERMINAL:
+            self.final = get(event, "response")
+            self.items.clear()  # the final response carries every item
+            return
+        if kind in ("response.created", "response.in_progress", "response.queued"):
+            self.response = get(event, "response")
+            return
+        if kind == "error":
+            self.error = event
+            return
+        index = get(event, "output_index")
+        if not isinstance(index, int):
+            return
+        if kind == "response.output_item.added":
+            self.items[index] = _ItemBuffer(get(event, "item"))
+            return
+        buf = self.items.get(index)
+        if buf is None:
+            buf = self.items[index] = _ItemBuffer(None)
+        if kind == "response.output_item.done":
+            buf.item = get(event, "item")
+            buf.kind = get(buf.item, "type")
+            buf.text, buf.reasoning, buf.arguments = [], [], []
+            self.done.add(index)
+            return
+        delta = get(event, "delta")
+        if not isinstance(delta, str) or not delta:
+            return
+        if kind in ("response.output_text.delta", "response.refusal.delta"):
+            buf.has_text = True
+            if self.capture:
+                buf.text.append(delta)
+        elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            buf.has_reasoning = True
+            if self.capture:
+                buf.reasoning.append(delta)
+        elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
+            if self.capture:
+                buf.arguments.append(delta)
+
+    @property
+    def partial(self) -> bool:
+        return self.final is None
+
+    def apply(self, span: Span) -> None:
+        if self.final is not None:
+            apply_response(span, self.final, self.capture, conversation_known=self.conversation_known)
+            return
+        attrs: dict[str, Any] = {semconv.PARTIAL: True}
+        if self.response is not None:
+            _meta(attrs, self.response)
+        parts: list[dict[str, Any]] = []
+        for index in sorted(self.items):
+            parts.extend(self.items[index].parts(self.capture, index in self.done))
+        if self.items or self.response is not None:
+            attrs[semconv.RESPONSE_FINISH_REASONS] = ("error",)
+            attrs[semconv.OUTPUT_MESSAGES] = json_attr([{"role": "assistant", "parts": parts, "finish_reason": "error"}])
+        span.set_attributes(attrs)
+        if self.error is not None:
+            code = get(self.error, "code")
+            span.set_attribute(semconv.ERROR_TYPE, code if isinstance(code, str) and code else "stream_error")
+            message = get(self.error, "message")
+            span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else "stream error"))

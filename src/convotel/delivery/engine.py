@@ -1,0 +1,660 @@
+"""Delivery: one worker thread per sink that groups, orders, splits, retries and spools.
+
+Threads: ``submit()``/``flush()``/``shutdown()`` run on callers' threads and only touch the
+state guarded by ``_cond``; everything under "worker-only" in :meth:`Delivery._reset` is
+touched by the worker thread alone, so sends never hold the lock.
+
+Accounting: every accepted batch gets a sequence number in acceptance order (the intake
+and the spool backlog are both consumed in that order), and a batch is *resolved* once
+each of its messages is delivered, skipped or dropped. ``flush()`` waits until every batch
+accepted before the call is resolved.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from convotel.delivery.plan import causal_order, hold_orphans, split
+from convotel.delivery.spool import Spool, decode, encode
+from convotel.delivery.stats import Counters, DeliveryStats
+from convotel.messages import Conversation, ConversationBatch, Message
+from convotel.sinks.base import Sink, SinkError
+
+logger = logging.getLogger("convotel.delivery")
+
+#: Longest ``Retry-After`` we honour; a longer ask is capped (the batch is retried then).
+MAX_RETRY_AFTER_S = 120.0
+_SPOOL_LOAD_ROWS = 256
+_ERROR_PAUSE_S = 1.0  # after an unexpected worker error, so a persistent one cannot spin
+
+
+class _Entry:
+    """One accepted batch: how many of its messages are unresolved, and its spool row."""
+
+    __slots__ = ("remaining", "rowid", "keep_row")
+
+    def __init__(self, rowid: int | None) -> None:
+        self.remaining = 0
+        self.rowid = rowid
+        self.keep_row = False  # gave up on a message without a verdict: leave it for the next start
+
+
+class _Conv:
+    """Per-conversation state: merged messages waiting, held orphans, planned requests."""
+
+    __slots__ = ("key", "conversation", "model", "system_prompt", "properties", "pending", "held",
+                 "outbox", "due", "attempts", "retry_at", "recheck", "token", "scheduled_at")
+
+    def __init__(self, conversation: Conversation) -> None:
+        self.key = conversation.key
+        self.conversation = conversation
+        self.model: str | None = None
+        self.system_prompt: str | dict[str, Any] | None = None
+        self.properties: dict[str, Any] | None = None
+        self.pending: dict[str, Message] = {}  # merged, first copy of an id wins
+        self.held: dict[str, tuple[Message, float]] = {}  # orphan -> first seen (monotonic)
+        self.outbox: deque[ConversationBatch] = deque()  # planned requests, head is next/retrying
+        self.due = 0.0  # linger deadline of ``pending``
+        self.attempts = 0
+        self.retry_at = 0.0
+        self.recheck = False  # something was delivered: held orphans may have their parent now
+        self.token = 0  # invalidates older timer entries
+        self.scheduled_at: float | None = None
+
+    def absorb(self, batch: ConversationBatch) -> None:
+        """Request-level fields: the later non-None value wins."""
+        self.conversation = batch.conversation
+        if batch.model is not None:
+            self.model = batch.model
+        if batch.system_prompt is not None:
+            self.system_prompt = batch.system_prompt
+        if batch.properties is not None:
+            self.properties = batch.properties
+
+    def request(self, messages: list[Message]) -> ConversationBatch:
+        return ConversationBatch(self.conversation, messages, self.model, self.system_prompt, self.properties)
+
+    def hold_expiry(self, hold_s: float) -> float:
+        return min(since for _, since in self.held.values()) + hold_s
+
+    def next_at(self, *, force: bool, hold_s: float) -> float | None:
+        """When this conversation next needs the worker (monotonic), or None if idle."""
+        if self.outbox:
+            return self.retry_at
+        if not self.pending and not self.held:
+            return None
+        if force or self.recheck:
+            return 0.0
+        at = self.due if self.pending else float("inf")
+        return min(at, self.hold_expiry(hold_s)) if self.held else at
+
+
+class Delivery:
+    """Hands conversation batches to one sink: never blocks the caller, never raises into it.
+
+    - ``linger_s``: batches of a conversation arriving within this window go in one request.
+    - ``parent_hold_s``: a message whose parent was neither sent nor is in the request waits
+      this long for it (flush/shutdown release such messages at once).
+    - ``max_pending_messages``: memory bound; past it submit() drops and counts, or, with a
+      spool, keeps newer batches on disk only until there is room.
+    - ``max_retries`` / ``backoff_base_s`` / ``backoff_cap_s``: transient errors are retried
+      with full-jitter exponential backoff (or after ``Retry-After``, capped at 120 s).
+    - ``sent_ids_capacity``: how many (conversation, message id) pairs are remembered as sent,
+      so full-history resends only send what is new.
+    - ``spool_path``: sqlite file that keeps handed-over batches until delivered; batches left
+      there by a process that died are re-sent by the next Delivery opening the file.
+
+    ``shutdown()`` also closes the sink.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        linger_s: float = 0.2,
+        parent_hold_s: float = 5.0,
+        max_pending_messages: int = 100_000,
+        max_retries: int = 10,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        sent_ids_capacity: int = 100_000,
+        spool_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._sink = sink
+        self._name = str(getattr(sink, "name", type(sink).__name__))
+        self._max_bytes = int(getattr(sink, "max_request_bytes", 4_000_000))
+        self._max_count = int(getattr(sink, "max_messages_per_request", 500))
+        self._linger_s = linger_s
+        self._hold_s = parent_hold_s
+        self._max_pending = max_pending_messages
+        self._max_retries = max_retries
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._sent_capacity = sent_ids_capacity
+        self._spool_path = spool_path
+        self._closed = False
+        self._shutdown_ok = True
+        self._said: set[str] = set()
+        # Objects inherited across fork() that must never be touched again (closing a sqlite
+        # connection or an httpx pool in the child may deadlock on a lock a parent thread held).
+        self._inherited: list[Any] = []
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.WeakMethod(self._after_fork_in_child)
+            os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m())
+
+    # -- state ----------------------------------------------------------------------------
+    def _reset(self) -> None:
+        # Guarded by _cond.
+        self._cond = threading.Condition()
+        self._intake: deque[tuple[ConversationBatch, int | None]] = deque()
+        self._pending = 0  # messages accepted into memory and not yet resolved (the bound)
+        self._spooled_only = 0  # messages accepted onto disk only, not yet loaded
+        self._accepted = 0  # batches accepted (sequence numbers handed out)
+        self._done_through = 0  # every batch with a sequence number <= this is resolved
+        self._force = 0  # flush() calls in progress: send now, hold nothing
+        self._force_gen = 0
+        self._stop = False
+        self._backlog = False  # newer batches wait on disk only (memory full, or recovery)
+        self._spool_news = False  # spool-only batches the worker has not looked at
+        self._last_rowid = 0  # newest spool row this Delivery owns
+        self._counters = Counters()
+        # Worker-only.
+        self._convs: dict[str, _Conv] = {}
+        self._timers: list[tuple[float, int, str, int]] = []  # (when, tiebreak, conversation, token)
+        self._tiebreak = itertools.count()
+        self._live: dict[tuple[str, str], list[int]] = {}  # unresolved message -> batches holding it
+        self._batches: dict[int, _Entry] = {}  # unresolved batches by sequence (ascending)
+        self._ingested = 0
+        self._cursor = 0  # highest spool row ingested
+        self._sent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._released = 0  # resolved messages not yet subtracted from _pending
+        self._unspool: list[int] = []
+        self._spool = None if self._closed else self._open_spool()
+        self._worker = threading.Thread(target=self._run, name=f"convotel-delivery-{self._name}", daemon=True)
+        if not self._closed:
+            self._worker.start()
+
+    def _open_spool(self) -> Spool | None:
+        if self._spool_path is None:
+            return None
+        try:
+            spool = Spool(self._spool_path)
+            count, messages, top = spool.backlog()
+        except Exception:
+            logger.exception("convotel: cannot open the spool %s; delivering without it (nothing survives a "
+                             "crash). Check that the directory is writable.", self._spool_path)
+            return None
+        if count:
+            logger.info("convotel: re-sending %d spooled batches (%d messages) from %s", count, messages,
+                        self._spool_path)
+        self._accepted = count
+        self._counters.submitted = messages
+        self._spooled_only = messages
+        self._last_rowid = top
+        self._backlog = self._spool_news = count > 0
+        return spool
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's worker thread does not exist here and its queue is the parent's job.
+        self._inherited.append(self._spool)
+        self._said = set()
+        self._reset()
+
+    # -- caller side ----------------------------------------------------------------------
+    def submit(self, batches: Iterable[ConversationBatch]) -> None:
+        """Hand batches over. Never blocks on the network, never raises."""
+        try:
+            for batch in batches:
+                self._accept(batch)
+        except Exception:
+            with self._cond:
+                self._counters.dropped["invalid"] += 1
+            self._say_once("bad-input", logging.WARNING,
+                           "convotel: submit() was given something that is not an iterable of ConversationBatch; "
+                           "dropped it (counted in stats.dropped['invalid'])", exc_info=True)
+
+    def _accept(self, batch: ConversationBatch) -> None:
+        if not isinstance(batch, ConversationBatch) or not isinstance(batch.conversation, Conversation) \
+                or not all(isinstance(m, Message) for m in batch.messages):
+            with self._cond:
+                self._counters.dropped["invalid"] += 1
+            self._say_once("bad-input", logging.WARNING,
+                           "convotel: submit() got a %s that is not a valid ConversationBatch; dropped it",
+                           type(batch).__name__)
+            return
+        n = len(batch.messages)
+        if not n:
+            return
+        body = None
+        if self._spool is not None:
+            try:
+                body = encode(batch)
+            except Exception:
+                self._say_once("spool-encode", logging.WARNING,
+                               "convotel: a batch cannot be encoded for the spool; keeping it in memory only",
+                               exc_info=True)
+        refused = self._enqueue(batch, n, body)
+        if refused == "shutdown":
+            self._say_once("after-shutdown", logging.WARNING,
+                           "convotel: submit() after shutdown(); dropping (counted in stats.dropped['shutdown'])")
+        elif refused:
+            self._say_once("queue-full", logging.WARNING,
+                           "convotel: %s delivery is %d messages behind (max_pending_messages); dropping new "
+                           "ones and counting them in stats.dropped['queue_full']. Is the API reachable?",
+                           self._name, self._max_pending)
+
+    def _enqueue(self, batch: ConversationBatch, n: int, body: bytes | None) -> str | None:
+        """Accept a batch (memory, or disk only while the spool has a backlog); else the reason."""
+        with self._cond:
+            counters = self._counters
+            counters.submitted += n
+            if self._closed:
+                counters.dropped["shutdown"] += n
+                return "shutdown"
+            full = self._pending + n > self._max_pending
+            if body is not None and (full or self._backlog):
+                # Disk only, in order behind the backlog; the worker loads it when there is room.
+                if self._spool_put(n, body) is not None:
+                    self._backlog = self._spool_news = True
+                    self._spooled_only += n
+                    self._accepted += 1
+                    self._cond.notify_all()
+                    return None
+            if full or self._backlog:  # jumping ahead of a backlog would break sequence order
+                counters.dropped["queue_full"] += n
+                return "queue_full"
+            rowid = self._spool_put(n, body) if body is not None else None
+            self._intake.append((batch, rowid))
+            self._pending += n
+            self._accepted += 1
+            self._cond.notify_all()
+            return None
+
+    def _spool_put(self, n: int, body: bytes) -> int | None:
+        assert self._spool is not None
+        try:
+            rowid = self._spool.put(n, body)
+        except Exception:
+            self._say_once("spool-write", logging.WARNING,
+                           "convotel: cannot write to the spool %s; new batches are kept in memory only "
+                           "(check free disk space and permissions)", self._spool_path, exc_info=True)
+            return None
+        self._last_rowid = rowid
+        return rowid
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Deliver (or give up on) everything submitted before this call; ``False`` on timeout."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._cond:
+            target = self._accepted
+            if self._done_through >= target:
+                return True
+            self._force += 1
+            self._force_gen += 1
+            self._cond.notify_all()
+            try:
+                while self._done_through < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._worker.is_alive():
+                        return False
+                    self._cond.wait(min(remaining, 0.5))  # re-check that the worker is alive
+                return True
+            finally:
+                self._force -= 1
+
+    def shutdown(self, timeout_s: float = 30.0) -> bool:
+        """Flush within the deadline, stop the worker, close the sink. Safe to call twice."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._cond:
+            if self._closed:
+                return self._shutdown_ok
+            self._closed = True
+        ok = self.flush(timeout_s)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(max(0.0, deadline - time.monotonic()))
+        left = self.stats.pending
+        if left:
+            where = "kept in the spool for the next start" if self._spool is not None else "lost"
+            logger.warning("convotel: %s delivery shut down with %d messages undelivered (%s)", self._name, left, where)
+        if not self._worker.is_alive():
+            self._close_resources()
+        self._shutdown_ok = ok
+        return ok
+
+    def _close_resources(self) -> None:
+        try:
+            self._sink.close()
+        except Exception:
+            logger.debug("convotel: closing the %s sink failed", self._name, exc_info=True)
+        if self._spool is not None:
+            try:
+                self._spool.close()
+            except Exception:
+                logger.debug("convotel: closing the spool failed", exc_info=True)
+
+    @property
+    def stats(self) -> DeliveryStats:
+        with self._cond:
+            return self._counters.snapshot(self._pending - self._released + self._spooled_only)
+
+    def _say_once(self, kind: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
+        if kind not in self._said:
+            self._said.add(kind)
+            logger.log(level, msg, *args, exc_info=exc_info)
+
+    # -- worker ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_at: float | None = None
+        force_gen = 0
+        while True:
+            with self._cond:
+                while not (self._stop or self._intake or self._spool_news or self._force_gen != force_gen):
+                    now = time.monotonic()
+                    if next_at is not None and next_at <= now:
+                        break
+                    self._cond.wait(None if next_at is None else next_at - now)
+                if self._stop:
+                    return
+                items = list(self._intake)
+                self._intake.clear()
+                self._spool_news = False
+                backlog = self._backlog
+                force = self._force > 0
+                new_force = self._force_gen != force_gen
+                force_gen = self._force_gen
+            try:
+                next_at = self._step(items, backlog=backlog, force=force, new_force=new_force)
+            except Exception:
+                self._say_once("worker", logging.ERROR, "convotel: unexpected error in the %s delivery worker; "
+                               "it keeps going (please report this)", self._name, exc_info=True)
+                next_at = time.monotonic() + _ERROR_PAUSE_S
+            self._publish()
+
+    def _step(self, items: list[tuple[ConversationBatch, int | None]], *, backlog: bool, force: bool,
+              new_force: bool) -> float | None:
+        now = time.monotonic()
+        for batch, rowid in items:
+            self._ingest(batch, rowid, now, force)
+        if new_force and force:
+            for conv in list(self._convs.values()):
+                self._schedule(conv, force)
+        self._run_due(force)
+        if backlog:
+            self._load_backlog(force)
+        return self._timers[0][0] if self._timers else None
+
+    def _ingest(self, batch: ConversationBatch, rowid: int | None, now: float, force: bool) -> None:
+        self._ingested += 1
+        seq = self._ingested
+        if rowid is not None:
+            self._cursor = max(self._cursor, rowid)
+        key = batch.conversation.key
+        conv = self._convs.get(key)
+        if conv is None:
+            conv = self._convs[key] = _Conv(batch.conversation)
+        conv.absorb(batch)
+        entry = _Entry(rowid)
+        skipped = 0
+        for m in batch.messages:
+            mkey = (key, m.external_message_id)
+            holders = self._live.get(mkey)
+            if mkey in self._sent or holders is not None:
+                # Already sent, or already queued (a client resending its history): first copy wins.
+                skipped += 1
+                if holders is not None and holders[-1] != seq:
+                    holders.append(seq)
+                    entry.remaining += 1
+                continue
+            self._live[mkey] = [seq]
+            entry.remaining += 1
+            if not conv.pending:
+                conv.due = now + self._linger_s
+            conv.pending[m.external_message_id] = m
+        self._counters.skipped += skipped
+        self._released += skipped
+        if entry.remaining:
+            self._batches[seq] = entry
+        elif rowid is not None:
+            self._unspool.append(rowid)
+        self._schedule(conv, force)
+
+    def _load_backlog(self, force: bool) -> None:
+        """Move spool-only batches into memory, oldest first, while they fit the bound."""
+        assert self._spool is not None
+        now = time.monotonic()
+        while True:
+            try:
+                rows = self._spool.load(self._cursor, _SPOOL_LOAD_ROWS)
+            except Exception:
+                self._say_once("spool-read", logging.ERROR, "convotel: cannot read the spool %s; retrying",
+                               self._spool_path, exc_info=True)
+                return
+            for rowid, n, body in rows:
+                in_memory = self._pending - self._released
+                if in_memory > 0 and in_memory + n > self._max_pending:
+                    return
+                try:
+                    batch = decode(body)
+                except Exception:
+                    self._say_once("spool-corrupt", logging.ERROR, "convotel: a spooled batch cannot be read; "
+                                   "dropping it (counted in stats.dropped['spool_corrupt'])", exc_info=True)
+                    with self._cond:
+                        self._spooled_only -= n
+                        self._counters.dropped["spool_corrupt"] += n
+                    self._ingested += 1  # its sequence number is used up, with nothing left to resolve
+                    self._cursor = rowid
+                    self._unspool.append(rowid)
+                    continue
+                with self._cond:
+                    self._spooled_only -= n
+                    self._pending += n
+                self._ingest(batch, rowid, now, force)
+            with self._cond:
+                if self._cursor >= self._last_rowid:  # caught up: submit() may use memory again
+                    self._backlog = False
+                    return
+                if not rows:  # our rows vanished (file replaced?): count them as handled, or flush() waits forever
+                    self._say_once("spool-vanished", logging.ERROR, "convotel: spooled batches disappeared from %s",
+                                   self._spool_path)
+                    self._cursor = self._last_rowid
+                    self._ingested = self._accepted
+                    self._spooled_only = 0
+                    self._backlog = False
+                    return
+
+    def _schedule(self, conv: _Conv, force: bool) -> None:
+        at = conv.next_at(force=force, hold_s=self._hold_s)
+        if at is not None and at == conv.scheduled_at:
+            return  # its live timer already says so
+        conv.token += 1
+        conv.scheduled_at = at
+        if at is not None:
+            heapq.heappush(self._timers, (at, next(self._tiebreak), conv.key, conv.token))
+        elif self._convs.get(conv.key) is conv:
+            del self._convs[conv.key]
+
+    def _run_due(self, force: bool) -> None:
+        now = time.monotonic()
+        due: list[_Conv] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, _, key, token = heapq.heappop(self._timers)
+            conv = self._convs.get(key)
+            if conv is not None and conv.token == token:
+                conv.scheduled_at = None
+                due.append(conv)
+        for conv in due:
+            if self._stop:  # shutdown's deadline passed; leave the rest (spooled, if on)
+                return
+            self._advance(conv, force)
+            self._schedule(conv, force)
+
+    def _advance(self, conv: _Conv, force: bool) -> None:
+        now = time.monotonic()
+        if conv.outbox:
+            if now >= conv.retry_at:
+                self._send_head(conv)
+            return
+        ready = (force or conv.recheck or (conv.pending and now >= conv.due)
+                 or (conv.held and now >= conv.hold_expiry(self._hold_s)))
+        if not ready:
+            return
+        conv.recheck = False
+        self._plan(conv, now, force)
+        if conv.outbox:
+            self._send_head(conv)
+
+    def _plan(self, conv: _Conv, now: float, force: bool) -> None:
+        since = {mid: first_seen for mid, (_, first_seen) in conv.held.items()}
+        candidates = [m for m, _ in conv.held.values()] + list(conv.pending.values())
+        conv.pending, conv.held = {}, {}
+        send, wait, orphans = hold_orphans(
+            candidates, since, now=now, hold_s=self._hold_s, release_all=force,
+            is_sent=lambda mid: (conv.key, mid) in self._sent,
+        )
+        for m in wait:
+            conv.held[m.external_message_id] = (m, since.get(m.external_message_id, now))
+        for m in orphans:
+            logger.debug("convotel: sending message %s of conversation %s without its parent %s (not seen)",
+                         m.external_message_id, conv.key, m.parent_external_message_id)
+        if not send:
+            return
+        plan = split(conv.request([]), causal_order(send), max_bytes=self._max_bytes, max_count=self._max_count)
+        for m, size in plan.too_large:
+            logger.error("convotel: message %s of conversation %s is %d bytes as a request, over the %s limit of "
+                         "%d; it cannot be delivered and was dropped (shorten its content or properties)",
+                         m.external_message_id, conv.key, size, self._name, self._max_bytes)
+            self._drop(conv, [m], "too_large")
+        for m, exc in plan.unencodable:
+            logger.error("convotel: message %s of conversation %s cannot be encoded as JSON (%s); dropped",
+                         m.external_message_id, conv.key, exc)
+            self._drop(conv, [m], "unencodable")
+        conv.outbox.extend(conv.request(chunk) for chunk in plan.requests)
+
+    def _send_head(self, conv: _Conv) -> None:
+        request = conv.outbox[0]
+        try:
+            statuses = self._sink.send(request).statuses
+            if not isinstance(statuses, Mapping):
+                raise TypeError(f"SendResult.statuses is a {type(statuses).__name__}, not a mapping")
+        except SinkError as err:
+            self._failed(conv, request, err)
+            return
+        except Exception:
+            conv.outbox.popleft()
+            conv.attempts = 0
+            self._drop(conv, request.messages, "sink_error")
+            self._say_once("sink-error", logging.ERROR, "convotel: the %s sink failed unexpectedly; dropped its "
+                           "batch (counted in stats.dropped['sink_error'])", self._name, exc_info=True)
+            return
+        conv.outbox.popleft()
+        conv.attempts = 0
+        counters = self._counters
+        counters.requests += 1
+        for m in request.messages:
+            if statuses.get(m.external_message_id) == "deduplicated":
+                counters.deduplicated += 1
+            else:
+                counters.delivered += 1
+            self._mark_sent((conv.key, m.external_message_id))
+            self._resolve(conv.key, m.external_message_id)
+        if conv.held:
+            conv.recheck = True
+        self._publish()
+
+    def _failed(self, conv: _Conv, request: ConversationBatch, err: SinkError) -> None:
+        messages = request.messages
+        if err.too_large:
+            conv.outbox.popleft()
+            if len(messages) > 1:
+                half = len(messages) // 2
+                conv.outbox.extendleft([conv.request(messages[half:]), conv.request(messages[:half])])
+            else:
+                logger.error("convotel: %s refused message %s of conversation %s as too large (%s); dropped",
+                             self._name, messages[0].external_message_id, conv.key, err)
+                self._drop(conv, messages, "too_large")
+            return
+        if err.transient:
+            conv.attempts += 1
+            if conv.attempts <= self._max_retries:
+                self._counters.retried += 1
+                conv.retry_at = time.monotonic() + self._retry_delay(conv.attempts, err.retry_after_s)
+                logger.debug("convotel: %s send failed (%s); retry %d for conversation %s", self._name, err,
+                             conv.attempts, conv.key)
+                return
+            conv.outbox.popleft()
+            conv.attempts = 0
+            # No verdict from the API: a spooled copy stays on disk for the next start.
+            self._drop(conv, messages, "retries_exhausted", keep_row=True)
+            self._say_once("retries-exhausted", logging.ERROR,
+                           "convotel: %s still failing after %d retries (%s); dropped %d messages of conversation "
+                           "%s (counted in stats.dropped['retries_exhausted'])", self._name, self._max_retries,
+                           err, len(messages), conv.key)
+            return
+        conv.outbox.popleft()
+        conv.attempts = 0
+        self._drop(conv, messages, "rejected")
+        self._say_once(f"rejected-{err.status}", logging.ERROR,
+                       "convotel: %s rejected a request (status %s): %s. Dropped %d messages of conversation %s; "
+                       "further rejections like this are only counted (stats.dropped['rejected'])",
+                       self._name, err.status, err, len(messages), conv.key)
+
+    def _retry_delay(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), MAX_RETRY_AFTER_S)
+        # Full jitter: spreads retries of many conversations instead of stampeding together.
+        return random.uniform(0.0, min(self._backoff_cap_s, self._backoff_base_s * 2 ** (attempt - 1)))
+
+    def _drop(self, conv: _Conv, messages: list[Message], reason: str, *, keep_row: bool = False) -> None:
+        self._counters.dropped[reason] += len(messages)
+        for m in messages:
+            self._resolve(conv.key, m.external_message_id, keep_row=keep_row)
+
+    def _mark_sent(self, mkey: tuple[str, str]) -> None:
+        self._sent[mkey] = None
+        self._sent.move_to_end(mkey)
+        if len(self._sent) > self._sent_capacity:
+            self._sent.popitem(last=False)
+
+    def _resolve(self, key: str, mid: str, *, keep_row: bool = False) -> None:
+        holders = self._live.pop((key, mid), None)
+        if holders is None:
+            return
+        self._released += 1
+        for seq in holders:
+            entry = self._batches[seq]
+            entry.remaining -= 1
+            entry.keep_row = entry.keep_row or keep_row
+            if not entry.remaining:
+                del self._batches[seq]
+                if entry.rowid is not None and not entry.keep_row:
+                    self._unspool.append(entry.rowid)
+
+    def _publish(self) -> None:
+        """Forget delivered spool rows, then tell submit() and flush() about progress."""
+        rows, self._unspool = self._unspool, []
+        if rows and self._spool is not None:
+            try:
+                self._spool.delete(rows)
+            except Exception:
+                self._say_once("spool-delete", logging.WARNING, "convotel: cannot delete delivered batches from "
+                               "the spool; they will be re-sent (and deduplicated) after a restart", exc_info=True)
+        with self._cond:
+            self._pending -= self._released
+            self._released = 0
+            oldest = next(iter(self._batches), None)
+            self._done_through = self._ingested if oldest is None else oldest - 1
+            self._cond.notify_all()
