@@ -145,7 +145,8 @@ def ensure_pipeline() -> Pipeline:
             instrumentation.set_capture_content(settings.capture_content)
             _pipeline_only, where = _build_pipeline(settings)
             _say(f"conversations go to {where}")
-            atexit.register(shutdown)
+            # No atexit hook of our own: the SDK shuts its span processor down at exit, and that
+            # processor's last export must still find this pipeline open.
         return _pipeline_only
 
 
