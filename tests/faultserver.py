@@ -217,8 +217,8 @@ class FaultServer:
 
     def start(self) -> FaultServer:
         app = Starlette(routes=[Route("/api/v1/messages", self._messages, methods=["POST"])])
-        # host/port=0 rather than a pre-bound socket: uvicorn re-wraps passed sockets with
-        # proto=0, so asyncio skips TCP_NODELAY and every keep-alive answer waits ~40 ms.
+        # Let uvicorn bind (port 0): a socket made with socket.socket(AF_INET, SOCK_STREAM) has
+        # proto 0, asyncio then skips TCP_NODELAY and every keep-alive answer waits ~40 ms.
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="critical",
                                 lifespan="off", access_log=False, timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)

@@ -7,12 +7,13 @@ import logging
 import socket
 import traceback
 from collections.abc import Iterator
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import httpx
 import orjson
 import pytest
+from faultserver import FaultServer
 from greenflash.types import CreateMessageResponse
 
 from convotel.delivery import Delivery
@@ -20,7 +21,6 @@ from convotel.messages import Conversation, ConversationBatch, Message
 from convotel.sinks.base import SinkError
 from convotel.sinks.console import ConsoleSink
 from convotel.sinks.greenflash import GreenflashSink, parse_retry_after
-from faultserver import FaultServer
 
 KEY = "gf_live_SUPERSECRET_do_not_leak_42"
 
@@ -174,6 +174,7 @@ def test_caller_supplied_client_is_used_and_left_open(srv: FaultServer) -> None:
     sink.send(sample())
     sink.close()
     assert len(seen) == 1 and not client.is_closed
+    assert seen[0].headers["content-type"] == "application/json"
     client.close()
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from convotel.delivery.plan import causal_order, hold_orphans, split
 from convotel.delivery.spool import Spool, decode, encode
+from convotel.delivery.state import BatchEntry, ConvState
 from convotel.delivery.stats import Counters, DeliveryStats
 from convotel.messages import Conversation, ConversationBatch, Message
 from convotel.sinks.base import Sink, SinkError
@@ -38,65 +39,9 @@ _SPOOL_LOAD_ROWS = 256
 _ERROR_PAUSE_S = 1.0  # after an unexpected worker error, so a persistent one cannot spin
 
 
-class _Entry:
-    """One accepted batch: how many of its messages are unresolved, and its spool row."""
-
-    __slots__ = ("remaining", "rowid", "keep_row")
-
-    def __init__(self, rowid: int | None) -> None:
-        self.remaining = 0
-        self.rowid = rowid
-        self.keep_row = False  # gave up on a message without a verdict: leave it for the next start
-
-
-class _Conv:
-    """Per-conversation state: merged messages waiting, held orphans, planned requests."""
-
-    __slots__ = ("key", "conversation", "model", "system_prompt", "properties", "pending", "held",
-                 "outbox", "due", "attempts", "retry_at", "recheck", "token", "scheduled_at")
-
-    def __init__(self, conversation: Conversation) -> None:
-        self.key = conversation.key
-        self.conversation = conversation
-        self.model: str | None = None
-        self.system_prompt: str | dict[str, Any] | None = None
-        self.properties: dict[str, Any] | None = None
-        self.pending: dict[str, Message] = {}  # merged, first copy of an id wins
-        self.held: dict[str, tuple[Message, float]] = {}  # orphan -> first seen (monotonic)
-        self.outbox: deque[ConversationBatch] = deque()  # planned requests, head is next/retrying
-        self.due = 0.0  # linger deadline of ``pending``
-        self.attempts = 0
-        self.retry_at = 0.0
-        self.recheck = False  # something was delivered: held orphans may have their parent now
-        self.token = 0  # invalidates older timer entries
-        self.scheduled_at: float | None = None
-
-    def absorb(self, batch: ConversationBatch) -> None:
-        """Request-level fields: the later non-None value wins."""
-        self.conversation = batch.conversation
-        if batch.model is not None:
-            self.model = batch.model
-        if batch.system_prompt is not None:
-            self.system_prompt = batch.system_prompt
-        if batch.properties is not None:
-            self.properties = batch.properties
-
-    def request(self, messages: list[Message]) -> ConversationBatch:
-        return ConversationBatch(self.conversation, messages, self.model, self.system_prompt, self.properties)
-
-    def hold_expiry(self, hold_s: float) -> float:
-        return min(since for _, since in self.held.values()) + hold_s
-
-    def next_at(self, *, force: bool, hold_s: float) -> float | None:
-        """When this conversation next needs the worker (monotonic), or None if idle."""
-        if self.outbox:
-            return self.retry_at
-        if not self.pending and not self.held:
-            return None
-        if force or self.recheck:
-            return 0.0
-        at = self.due if self.pending else float("inf")
-        return min(at, self.hold_expiry(hold_s)) if self.held else at
+def _valid(batch: object) -> bool:
+    return (isinstance(batch, ConversationBatch) and isinstance(batch.conversation, Conversation)
+            and isinstance(batch.messages, list) and all(isinstance(m, Message) for m in batch.messages))
 
 
 class Delivery:
@@ -170,11 +115,11 @@ class Delivery:
         self._last_rowid = 0  # newest spool row this Delivery owns
         self._counters = Counters()
         # Worker-only.
-        self._convs: dict[str, _Conv] = {}
+        self._convs: dict[str, ConvState] = {}
         self._timers: list[tuple[float, int, str, int]] = []  # (when, tiebreak, conversation, token)
         self._tiebreak = itertools.count()
         self._live: dict[tuple[str, str], list[int]] = {}  # unresolved message -> batches holding it
-        self._batches: dict[int, _Entry] = {}  # unresolved batches by sequence (ascending)
+        self._batches: dict[int, BatchEntry] = {}  # unresolved batches by sequence (ascending)
         self._ingested = 0
         self._cursor = 0  # highest spool row ingested
         self._sent: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -216,23 +161,20 @@ class Delivery:
         """Hand batches over. Never blocks on the network, never raises."""
         try:
             for batch in batches:
-                self._accept(batch)
-        except Exception:
-            with self._cond:
-                self._counters.dropped["invalid"] += 1
-            self._say_once("bad-input", logging.WARNING,
-                           "convotel: submit() was given something that is not an iterable of ConversationBatch; "
-                           "dropped it (counted in stats.dropped['invalid'])", exc_info=True)
+                if _valid(batch):
+                    self._accept(batch)
+                else:
+                    self._invalid(type(batch).__name__)
+        except Exception:  # the iterable itself broke (or is not one)
+            self._invalid(type(batches).__name__)
+
+    def _invalid(self, what: str) -> None:
+        with self._cond:
+            self._counters.dropped["invalid"] += 1
+        self._say_once("bad-input", logging.WARNING, "convotel: submit() got a %s, not a valid ConversationBatch "
+                       "or iterable of them; dropped it (counted in stats.dropped['invalid'])", what)
 
     def _accept(self, batch: ConversationBatch) -> None:
-        if not isinstance(batch, ConversationBatch) or not isinstance(batch.conversation, Conversation) \
-                or not all(isinstance(m, Message) for m in batch.messages):
-            with self._cond:
-                self._counters.dropped["invalid"] += 1
-            self._say_once("bad-input", logging.WARNING,
-                           "convotel: submit() got a %s that is not a valid ConversationBatch; dropped it",
-                           type(batch).__name__)
-            return
         n = len(batch.messages)
         if not n:
             return
@@ -263,14 +205,14 @@ class Delivery:
                 counters.dropped["shutdown"] += n
                 return "shutdown"
             full = self._pending + n > self._max_pending
-            if body is not None and (full or self._backlog):
-                # Disk only, in order behind the backlog; the worker loads it when there is room.
-                if self._spool_put(n, body) is not None:
-                    self._backlog = self._spool_news = True
-                    self._spooled_only += n
-                    self._accepted += 1
-                    self._cond.notify_all()
-                    return None
+            # Past the bound (or behind a backlog), the spool keeps it on disk only, in order;
+            # the worker loads it when there is room.
+            if body is not None and (full or self._backlog) and self._spool_put(n, body) is not None:
+                self._backlog = self._spool_news = True
+                self._spooled_only += n
+                self._accepted += 1
+                self._cond.notify_all()
+                return None
             if full or self._backlog:  # jumping ahead of a backlog would break sequence order
                 counters.dropped["queue_full"] += n
                 return "queue_full"
@@ -405,9 +347,9 @@ class Delivery:
         key = batch.conversation.key
         conv = self._convs.get(key)
         if conv is None:
-            conv = self._convs[key] = _Conv(batch.conversation)
+            conv = self._convs[key] = ConvState(batch.conversation)
         conv.absorb(batch)
-        entry = _Entry(rowid)
+        entry = BatchEntry(rowid)
         skipped = 0
         for m in batch.messages:
             mkey = (key, m.external_message_id)
@@ -476,7 +418,7 @@ class Delivery:
                     self._backlog = False
                     return
 
-    def _schedule(self, conv: _Conv, force: bool) -> None:
+    def _schedule(self, conv: ConvState, force: bool) -> None:
         at = conv.next_at(force=force, hold_s=self._hold_s)
         if at is not None and at == conv.scheduled_at:
             return  # its live timer already says so
@@ -489,7 +431,7 @@ class Delivery:
 
     def _run_due(self, force: bool) -> None:
         now = time.monotonic()
-        due: list[_Conv] = []
+        due: list[ConvState] = []
         while self._timers and self._timers[0][0] <= now:
             _, _, key, token = heapq.heappop(self._timers)
             conv = self._convs.get(key)
@@ -502,7 +444,7 @@ class Delivery:
             self._advance(conv, force)
             self._schedule(conv, force)
 
-    def _advance(self, conv: _Conv, force: bool) -> None:
+    def _advance(self, conv: ConvState, force: bool) -> None:
         now = time.monotonic()
         if conv.outbox:
             if now >= conv.retry_at:
@@ -517,7 +459,7 @@ class Delivery:
         if conv.outbox:
             self._send_head(conv)
 
-    def _plan(self, conv: _Conv, now: float, force: bool) -> None:
+    def _plan(self, conv: ConvState, now: float, force: bool) -> None:
         since = {mid: first_seen for mid, (_, first_seen) in conv.held.items()}
         candidates = [m for m, _ in conv.held.values()] + list(conv.pending.values())
         conv.pending, conv.held = {}, {}
@@ -544,7 +486,7 @@ class Delivery:
             self._drop(conv, [m], "unencodable")
         conv.outbox.extend(conv.request(chunk) for chunk in plan.requests)
 
-    def _send_head(self, conv: _Conv) -> None:
+    def _send_head(self, conv: ConvState) -> None:
         request = conv.outbox[0]
         try:
             statuses = self._sink.send(request).statuses
@@ -575,7 +517,7 @@ class Delivery:
             conv.recheck = True
         self._publish()
 
-    def _failed(self, conv: _Conv, request: ConversationBatch, err: SinkError) -> None:
+    def _failed(self, conv: ConvState, request: ConversationBatch, err: SinkError) -> None:
         messages = request.messages
         if err.too_large:
             conv.outbox.popleft()
@@ -618,7 +560,7 @@ class Delivery:
         # Full jitter: spreads retries of many conversations instead of stampeding together.
         return random.uniform(0.0, min(self._backoff_cap_s, self._backoff_base_s * 2 ** (attempt - 1)))
 
-    def _drop(self, conv: _Conv, messages: list[Message], reason: str, *, keep_row: bool = False) -> None:
+    def _drop(self, conv: ConvState, messages: list[Message], reason: str, *, keep_row: bool = False) -> None:
         self._counters.dropped[reason] += len(messages)
         for m in messages:
             self._resolve(conv.key, m.external_message_id, keep_row=keep_row)

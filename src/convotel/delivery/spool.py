@@ -15,6 +15,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import weakref
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def _owner_running(owner: str) -> bool:
     except ValueError:
         return False
     if pid == os.getpid():
-        # Not one of ours: a previous process that had our pid (pid 1 in containers, say).
+        # Running only if opened here; otherwise an earlier process had our pid (pid 1 in containers).
         return owner in _OPEN_HERE
     if os.name != "posix":
         return False  # cannot probe cheaply: adopt (worst case a duplicate, which the API dedups)
@@ -103,6 +104,13 @@ class Spool:
         self._db.executescript(_SCHEMA)
         self._adopt_orphans()
         _OPEN_HERE.add(self.owner)
+        if hasattr(os, "register_at_fork"):
+            # No thread of ours may be inside sqlite at fork(): sqlite's own mutexes would be
+            # copied locked into the child, where its new spool could then deadlock.
+            ref = weakref.ref(self)
+            os.register_at_fork(before=lambda: (s := ref()) is not None and s._lock.acquire(),
+                                after_in_parent=lambda: (s := ref()) is not None and s._lock.release(),
+                                after_in_child=lambda: (s := ref()) is not None and s._lock.release())
 
     def _adopt_orphans(self) -> None:
         owners = [row[0] for row in self._db.execute("SELECT DISTINCT owner FROM convotel_spool")]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
-
 
 #: Why messages are dropped; see :class:`DeliveryStats`.
 DROP_REASONS = (

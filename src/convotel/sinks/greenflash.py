@@ -76,7 +76,9 @@ class GreenflashSink:
     ) -> None:
         if not api_key:
             raise ValueError("GreenflashSink needs an API key: pass api_key= or set GREENFLASH_API_KEY")
-        self._auth = httpx.Headers({"Authorization": f"Bearer {api_key}"})
+        # Sent with every request, so a caller-supplied client works as is.
+        self._headers = httpx.Headers({"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                                       "User-Agent": "convotel"})
         self.base_url = base_url.rstrip("/")
         self.product_id = product_id
         self.timeout_s = timeout_s
@@ -97,7 +99,6 @@ class GreenflashSink:
         return httpx.Client(
             timeout=self._timeout,
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30.0),
-            headers={"User-Agent": "convotel", "Content-Type": "application/json"},
             follow_redirects=False,
         )
 
@@ -110,23 +111,23 @@ class GreenflashSink:
         return f"GreenflashSink(base_url={self.base_url!r}, product_id={self.product_id!r}, api_key='***')"
 
     def send(self, batch: ConversationBatch) -> SendResult:
-        body = dumps(batch.to_wire(product_id=self.product_id))
-        response, error = None, None
+        outcome = self._post(dumps(batch.to_wire(product_id=self.product_id)))
+        if isinstance(outcome, SinkError):
+            raise outcome  # raised here, not in an except block: no chained httpx exception (see module doc)
+        if outcome.is_success:
+            return SendResult(self._statuses(batch, outcome))
+        raise self._error(outcome)
+
+    def _post(self, body: bytes) -> httpx.Response | SinkError:
         try:
-            response = self._client.post(self._url, content=body, headers=self._auth, timeout=self._timeout)
+            return self._client.post(self._url, content=body, headers=self._headers, timeout=self._timeout)
         except httpx.TimeoutException as exc:
-            error = SinkError(f"Greenflash did not answer within {self.timeout_s:g}s ({type(exc).__name__})",
-                              transient=True)
+            return SinkError(f"Greenflash did not answer within {self.timeout_s:g}s ({type(exc).__name__})",
+                             transient=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            error = SinkError(f"base_url {self.base_url!r} is not a usable http(s) URL: {exc}", transient=False)
+            return SinkError(f"base_url {self.base_url!r} is not a usable http(s) URL: {exc}", transient=False)
         except httpx.HTTPError as exc:
-            error = SinkError(f"cannot reach Greenflash at {self._url}: {type(exc).__name__}: {exc}", transient=True)
-        if error is not None:
-            raise error  # outside the except blocks: no chained httpx exception (see module doc)
-        assert response is not None
-        if response.is_success:
-            return SendResult(self._statuses(batch, response))
-        raise self._error(response)
+            return SinkError(f"cannot reach Greenflash at {self._url}: {type(exc).__name__}: {exc}", transient=True)
 
     def _statuses(self, batch: ConversationBatch, response: httpx.Response) -> dict[str, MessageStatus]:
         said: dict[str, Any] = {}
@@ -173,7 +174,7 @@ class GreenflashSink:
             text = found if isinstance(found, str) else dumps(found).decode()
         else:
             text = response.content.decode("utf-8", "replace").strip() or "(empty body)"
-        key = self._auth["Authorization"].removeprefix("Bearer ")
+        key = self._headers["Authorization"].removeprefix("Bearer ")
         return text.replace(key, "***")[:_ERROR_TEXT_CHARS]
 
     def close(self) -> None:
