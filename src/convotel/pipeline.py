@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from convotel.mapping import MappingOptions, map_record, merge
-from convotel.mapping.result import Mapped
 from convotel.messages import ConversationBatch
 from convotel.records import SpanRecord, from_readable_span
 
@@ -107,7 +106,7 @@ class Pipeline:
                 self._cond.notify_all()
 
     def _process(self, items: list[Any]) -> None:
-        mapped: list[Mapped] = []
+        mapped: list[ConversationBatch] = []
         for item in items:
             try:
                 record = item if isinstance(item, SpanRecord) else from_readable_span(item)

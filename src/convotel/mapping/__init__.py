@@ -10,8 +10,14 @@ from collections.abc import Iterable
 
 from convotel import semconv
 from convotel.mapping.model_call import map_model_call
-from convotel.mapping.result import Mapped
-from convotel.mapping.runs import CLOSING_TYPES, OPENING_TYPES, map_embeddings, map_structural, map_tool, structural_type
+from convotel.mapping.runs import (
+    CLOSING_TYPES,
+    OPENING_TYPES,
+    map_embeddings,
+    map_structural,
+    map_tool,
+    structural_type,
+)
 from convotel.mapping.scope import MappingOptions, scope_of
 from convotel.messages import ConversationBatch
 from convotel.records import SpanRecord
@@ -21,7 +27,7 @@ __all__ = ["MappingOptions", "map_record", "map_records", "merge"]
 _MODEL_CALLS = frozenset({semconv.OP_CHAT, semconv.OP_TEXT_COMPLETION, "generate_content"})
 
 
-def map_record(record: SpanRecord, options: MappingOptions = MappingOptions()) -> Mapped | None:
+def map_record(record: SpanRecord, options: MappingOptions = MappingOptions()) -> ConversationBatch | None:
     """The messages one span contributes, or ``None`` for spans that are not conversation events."""
     scope = scope_of(record, options)
     kind = structural_type(scope)
@@ -40,7 +46,7 @@ def map_record(record: SpanRecord, options: MappingOptions = MappingOptions()) -
     return None
 
 
-def merge(mapped: Iterable[Mapped]) -> list[ConversationBatch]:
+def merge(mapped: Iterable[ConversationBatch]) -> list[ConversationBatch]:
     """Group per conversation, first occurrence of each message id wins."""
     batches: dict[str, ConversationBatch] = {}
     seen: dict[str, set[str]] = {}

@@ -11,11 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from convotel import semconv
+from convotel.mapping.clock import Clock
 from convotel.mapping.ids import chain, observation_key, tool_call_key
-from convotel.mapping.parts import ChatMessage, ToolCall, as_object, as_text, parse_messages, parse_text_parts
-from convotel.mapping.result import Clock, Mapped
+from convotel.mapping.parts import (
+    ChatMessage,
+    ToolCall,
+    as_object,
+    as_text,
+    parse_messages,
+    parse_text_parts,
+)
 from convotel.mapping.scope import MappingOptions, SpanScope
-from convotel.messages import Message, MessageType
+from convotel.messages import ConversationBatch, Message, MessageType
 
 
 def _usage(scope: SpanScope) -> dict[str, int] | None:
@@ -144,7 +151,7 @@ class _Emitter:
         return self.add(kind, f"m:{link}", anchor, content=message.text or None)
 
 
-def map_model_call(scope: SpanScope, options: MappingOptions) -> Mapped:
+def map_model_call(scope: SpanScope, options: MappingOptions) -> ConversationBatch:
     attrs = scope.attrs
     model = scope.str(semconv.RESPONSE_MODEL) or scope.str(semconv.REQUEST_MODEL)
     system_prompt, history = _split_system(scope, parse_messages(attrs.get(semconv.INPUT_MESSAGES)))
@@ -186,7 +193,7 @@ def map_model_call(scope: SpanScope, options: MappingOptions) -> Mapped:
         first = emit.messages[first_produced]
         emit.messages[first_produced] = first.with_changes(properties={**(first.properties or {}), **facts})
 
-    return Mapped(
+    return ConversationBatch(
         scope.conversation,
         emit.messages,
         model=model,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from convotel import semconv
+from convotel.mapping.clock import Clock
 from convotel.mapping.ids import observation_key, run_key, tool_call_key
 from convotel.mapping.model_call import conversation_properties, error_facts
 from convotel.mapping.parts import as_object, as_text, load_json
-from convotel.mapping.result import Clock, Mapped
 from convotel.mapping.scope import SpanScope
-from convotel.messages import Message, MessageType
+from convotel.messages import ConversationBatch, Message, MessageType
 
 #: Structural types announced when the run starts (they parent what happens inside).
 OPENING_TYPES: frozenset[str] = frozenset({"task", "workflow", "chain_start"})
@@ -24,7 +24,7 @@ def _latency(scope: SpanScope) -> dict[str, Any]:
     return {"latencyMs": round((rec.end_ns - rec.start_ns) / 1e6, 3)} if rec.end_ns is not None else {}
 
 
-def map_tool(scope: SpanScope) -> Mapped:
+def map_tool(scope: SpanScope) -> ConversationBatch:
     rec = scope.record
     call_id = scope.str(semconv.TOOL_CALL_ID)
     tool_name = scope.str(semconv.TOOL_NAME) or rec.name
@@ -59,10 +59,10 @@ def map_tool(scope: SpanScope) -> Mapped:
                 properties=props,
             )
         )
-    return Mapped(scope.conversation, messages, properties=conversation_properties(scope))
+    return ConversationBatch(scope.conversation, messages, properties=conversation_properties(scope))
 
 
-def map_embeddings(scope: SpanScope) -> Mapped:
+def map_embeddings(scope: SpanScope) -> ConversationBatch:
     rec = scope.record
     props: dict[str, Any] = _latency(scope)
     dims = scope.attrs.get(semconv.EMBEDDINGS_DIMENSION_COUNT)
@@ -82,7 +82,7 @@ def map_embeddings(scope: SpanScope) -> Mapped:
         model=model,
         properties=props or None,
     )
-    return Mapped(scope.conversation, [message], model=model, properties=conversation_properties(scope))
+    return ConversationBatch(scope.conversation, [message], model=model, properties=conversation_properties(scope))
 
 
 def structural_type(scope: SpanScope) -> str | None:
@@ -94,7 +94,7 @@ def structural_type(scope: SpanScope) -> str | None:
     return None
 
 
-def map_structural(scope: SpanScope, message_type: str) -> Mapped:
+def map_structural(scope: SpanScope, message_type: str) -> ConversationBatch:
     """A run that threads others (task/workflow/chain) or stands alone (retrieval, memory, callback)."""
     rec = scope.record
     name = scope.str(semconv.AGENT_NAME) or rec.name
@@ -125,4 +125,4 @@ def map_structural(scope: SpanScope, message_type: str) -> Mapped:
             Message(start_id, kind, rec.start_ns, content=name, parent_external_message_id=scope.run_parent_id,
                     input=inputs, output=outputs, properties=props or None)
         )
-    return Mapped(scope.conversation, messages, properties=conversation_properties(scope))
+    return ConversationBatch(scope.conversation, messages, properties=conversation_properties(scope))
