@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from convotel.messages import DEFAULT_USER_ID
+from convotel.store.db import default_db_path
 
 DEFAULT_GREENFLASH_BASE_URL = "https://www.greenflash.ai/api/v1"
 SINK_NAMES = ("greenflash", "local", "console", "none")
@@ -15,10 +16,6 @@ SINK_NAMES = ("greenflash", "local", "console", "none")
 
 class ConfigError(ValueError):
     """A setting is not usable; the message says which and how to fix it."""
-
-
-def default_db_path() -> Path:
-    return Path.cwd() / ".convotel" / "convotel.db"
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,7 @@ def resolve(
         api_key=api_key,
         base_url=(base_url or _env("GREENFLASH_BASE_URL") or DEFAULT_GREENFLASH_BASE_URL).rstrip("/"),
         product_id=product_id,
-        db_path=Path(db_path or _env("CONVOTEL_DB") or default_db_path()),
+        db_path=Path(db_path) if db_path else default_db_path(),
         capture_content=capture_content,
         service_name=service_name or _env("OTEL_SERVICE_NAME") or "convotel-app",
         instrumentors=tuple(instrumentors) if instrumentors is not None else None,
