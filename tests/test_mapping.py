@@ -244,3 +244,15 @@ def test_any_history_threads_parents_first_and_resends_identically(events: list[
         if event == "tools":
             history.extend(tool(c[0], "ok") for c in calls)
     assert len({m.external_message_id for m in delivered.values()}) == len(delivered)
+
+
+def test_continued_responses_seed_ids_from_the_previous_response() -> None:
+    """With previous_response_id only new items are sent: a repeated "yes" still gets a new id."""
+    first = only_batch(chat_span([user("yes")], [assistant("sure")], **{"gen_ai.response.id": "resp_1"}))
+    second = only_batch(chat_span([user("yes")], [assistant("done", [("call_7", "act", {})])], span_id="4" * 16,
+                                  **{"convotel.previous_response_id": "resp_1"}))
+    third = only_batch(chat_span([tool("call_7", "acted")], [assistant("all set")], span_id="5" * 16,
+                                 **{"convotel.previous_response_id": "resp_2"}))
+    assert first.messages[0].external_message_id != second.messages[0].external_message_id
+    assert shape(third.messages)[0] == ("observation", "acted", "external")
+    assert third.messages[0].parent_external_message_id == message_id("conv-1", "call:call_7")

@@ -58,3 +58,6 @@ SYSTEM_PROMPT: Final = "convotel.system_prompt"  # JSON: Greenflash systemPrompt
 FINAL_RESPONSE: Final = "convotel.final_response"  # bool: this model call's answer ends an agent run
 COVERED_BY: Final = "convotel.covered_by"  # span id of a framework span that already maps this model call
 CONTENT: Final = "convotel.content"  # text of a structural message (a ``thought``: agent-action log, on_text)
+# The response this call continues (OpenAI Responses ``previous_response_id``): the history
+# before it lives server-side, so message ids are seeded from it instead of a resent history.
+PREVIOUS_RESPONSE_ID: Final = "convotel.previous_response_id"

@@ -42,7 +42,11 @@ def tracer_provider(exporter: InMemorySpanExporter) -> TracerProvider:
 
 
 @pytest.fixture(autouse=True)
-def _capture_on() -> Iterator[None]:
+def _clean_state() -> Iterator[None]:
+    """Content capture on, and the SDK not instrumented by anything another test left behind."""
+    instrumentor = OpenAIInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
     set_capture_content(True)
     yield
     set_capture_content(None)
@@ -58,8 +62,6 @@ def capture_off() -> Iterator[None]:
 @pytest.fixture
 def instrument(tracer_provider: TracerProvider) -> Iterator[OpenAIInstrumentor]:
     instrumentor = OpenAIInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
     instrumentor.instrument(tracer_provider=tracer_provider)
     yield instrumentor
     instrumentor.uninstrument()

@@ -472,3 +472,36 @@ def test_malformed_messages_do_not_break_the_call(instrument, exporter, monkeypa
     attrs = decoded(exporter.get_finished_spans()[0])
     assert "gen_ai.input.messages" not in attrs
     assert attrs["gen_ai.output.messages"]
+
+
+def test_entry_point_registered():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "convotel_openai"]
+    assert ep.load() is OpenAIInstrumentor
+    assert OpenAIInstrumentor().instrumentation_dependencies() == ("openai >= 1.40",)
+
+
+def test_suppressed_instrumentation_makes_no_span(instrument, exporter):
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        (result,) = call_all("test_chat_completion_with_content")
+    assert result.choices[0].message.content == "This is a test."
+    assert exporter.get_finished_spans() == ()
+
+
+def test_span_is_current_during_the_http_call(instrument, exporter, monkeypatch):
+    from opentelemetry import trace
+
+    seen = []
+    original = openai.OpenAI._prepare_request if hasattr(openai.OpenAI, "_prepare_request") else None
+
+    def spy(self, request):
+        seen.append(trace.get_current_span().get_span_context().span_id)
+        return original(self, request) if original else None
+
+    monkeypatch.setattr(openai.OpenAI, "_prepare_request", spy)
+    call_all("test_chat_completion_with_content")
+    (span,) = exporter.get_finished_spans()
+    assert seen == [span.context.span_id]

@@ -45,8 +45,7 @@ def test_content_parts_images_audio_files():
         True,
     )
     assert parts == [
-        {"type": "text", "content": "look"},
-        {"type": "text", "content": "closer"},
+        {"type": "text", "content": "look\ncloser"},
         {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
         {"type": "blob", "modality": "image", "mime_type": "image/png"},
         {"type": "blob", "modality": "audio", "mime_type": "audio/wav"},
@@ -82,7 +81,13 @@ def test_assistant_history_with_reasoning_invalid_arguments_and_tool_list_conten
             {"type": "tool_call", "id": "c2", "name": "g", "arguments": {"a": 1}},
         ],
     }
-    assert messages[2] == {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": "ok"}]}
+    assert messages[2] == {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": "o\nk"}]}
+
+
+def test_text_part_lists_join_like_a_string():
+    as_list = _messages.content_parts([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], True)
+    assert as_list == _messages.content_parts("a\nb", True) == [{"type": "text", "content": "a\nb"}]
+    assert _messages.content_parts([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], False) == [{"type": "text"}]
 
 
 def test_generator_messages_are_never_consumed():

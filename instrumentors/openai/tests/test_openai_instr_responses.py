@@ -178,7 +178,7 @@ def test_input_items_tools_and_chains(instrument, exporter):
         },
         {"type": "web_search", "name": "web_search"},
     ]
-    assert attrs["convotel.openai.previous_response_id"] == "resp_prev"
+    assert attrs["convotel.previous_response_id"] == "resp_prev"
     assert attrs["gen_ai.conversation.id"] == "conv_abc"
     assert attrs["gen_ai.response.id"].startswith("resp_")
 
@@ -353,3 +353,11 @@ def test_output_item_conversion_units():
     assert _responses.assistant_item_parts({"type": "web_search_call", "id": "ws"}, True) == [{"type": "web_search_call"}]
     system, messages = _responses.input_messages("hi", False)
     assert system is None and messages == [{"role": "user", "parts": [{"type": "text"}]}]
+
+
+def test_a_previous_response_chain_is_one_conversation(instrument, exporter):
+    first = create("test_responses_create_basic")
+    create("test_responses_create_basic", previous_response_id=first.id)
+    spans = [decoded(s) for s in exporter.get_finished_spans()]
+    assert [s["gen_ai.conversation.id"] for s in spans] == [first.id, first.id]
+    assert spans[1]["convotel.previous_response_id"] == first.id

@@ -398,3 +398,33 @@ def test_unsampled_stream_is_not_wrapped(exporter):
     finally:
         instrumentor.uninstrument()
     assert exporter.get_finished_spans() == ()
+
+
+def test_instrumentation_fault_mid_stream_never_reaches_app(instrument, exporter, monkeypatch, caplog):
+    import logging
+
+    from convotel_openai import _chat, _utils
+
+    calls = {"n": 0}
+    original = _chat.ChatStreamState.process
+
+    def flaky(self: Any, item: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise AttributeError("odd chunk")
+        original(self, item)
+
+    monkeypatch.setattr(_utils, "_reported", set())
+    monkeypatch.setattr(_chat.ChatStreamState, "process", flaky)
+    name = "test_chat_completion_streaming"
+    with caplog.at_level(logging.WARNING, logger="convotel_openai"):
+        with replay_server(name) as url:
+            chunks = list(client(url).chat.completions.create(**request_kwargs(name)))
+            chunks2 = list(client(url).chat.completions.create(**request_kwargs(name)))
+    assert len(chunks) == len(chunks2) > 3
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == '"This is a test."'
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 2
+    assert "gen_ai.output.messages" not in spans[0].attributes  # incomplete state is not reported
+    assert decoded(spans[1])["gen_ai.output.messages"][0]["parts"][0]["content"] == '"This is a test."'
+    assert len([r for r in caplog.records if "chat.stream_chunk" in r.getMessage()]) == 1

@@ -158,7 +158,9 @@ def map_model_call(scope: SpanScope, options: MappingOptions) -> ConversationBat
     outputs = parse_messages(attrs.get(semconv.OUTPUT_MESSAGES))
     emit = _Emitter(scope, model)
 
-    link = ""
+    previous = scope.str(semconv.PREVIOUS_RESPONSE_ID)
+    # A continued response sends only what is new: seed the history from the response it continues.
+    link = chain("", f"prev:{previous}") if previous else ""
     anchor = scope.run_parent_id
     history_calls = {c.id for m in history for c in m.tool_calls if c.id}
     for message in history:
@@ -167,7 +169,9 @@ def map_model_call(scope: SpanScope, options: MappingOptions) -> ConversationBat
             anchor = emit.add("user_message", f"m:{link}", scope.run_parent_id, content=message.text or None)
         elif message.role == "tool":
             call_id = message.tool_call_id
-            parent = scope.id(tool_call_key(call_id)) if call_id in history_calls else anchor
+            # The call is known if this history holds it, or if the history lives server-side.
+            known = call_id is not None and (call_id in history_calls or previous is not None)
+            parent = scope.id(tool_call_key(call_id)) if known else anchor
             key = observation_key(call_id) if call_id else f"m:{link}"
             anchor = emit.add("observation", key, parent, content=as_text(message.tool_response))
         elif message.role == "assistant":

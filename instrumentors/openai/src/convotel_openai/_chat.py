@@ -203,18 +203,20 @@ class ChatStreamState:
         self.fingerprint: Any = None
         self.broken = False
 
+    def _meta(self, chunk: Any) -> None:
+        self.response_id = self.response_id or get(chunk, "id")
+        self.model = self.model or get(chunk, "model")
+        self.service_tier = self.service_tier or get(chunk, "service_tier")
+        self.fingerprint = self.fingerprint or get(chunk, "system_fingerprint")
+
     def process(self, chunk: Any) -> None:
+        # Response metadata from the first chunk and the usage chunk only: this runs per chunk.
         if self.response_id is None:
-            self.response_id = get(chunk, "id")
-        if self.model is None:
-            self.model = get(chunk, "model")
-        if self.service_tier is None:
-            self.service_tier = get(chunk, "service_tier")
-        if self.fingerprint is None:
-            self.fingerprint = get(chunk, "system_fingerprint")
+            self._meta(chunk)
         usage = get(chunk, "usage")
         if usage is not None:
             self.usage = usage
+            self._meta(chunk)
         capture = self.capture
         for choice in get(chunk, "choices") or ():
             index = get(choice, "index") or 0

@@ -33,7 +33,7 @@ def _data_uri_mime(url: str) -> str | None:
     return mime or None
 
 
-def _image_part(image: Any, capture: bool) -> dict[str, Any]:
+def image_part(image: Any, capture: bool) -> dict[str, Any]:
     url = get(image, "url") if not isinstance(image, str) else image
     if isinstance(url, str) and url.startswith("data:"):
         # Inline bytes never go on the span: a blob part says an image was there.
@@ -69,7 +69,7 @@ def content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
         elif kind == "refusal":
             parts.append(text_part(get(item, "refusal") or "", capture))
         elif kind == "image_url":
-            parts.append(_image_part(get(item, "image_url"), capture))
+            parts.append(image_part(get(item, "image_url"), capture))
         elif kind == "input_audio":
             audio = get(item, "input_audio")
             part: dict[str, Any] = {"type": "blob", "modality": "audio"}
@@ -85,7 +85,24 @@ def content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
             parts.append(part)
         else:
             parts.append({"type": str(kind) if kind else "unknown"})
-    return parts
+    return join_text(parts)
+
+
+TEXT_JOINER = "\n"
+
+
+def join_text(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge runs of adjacent text parts into one (joined with a newline), so a list of
+    text parts and the same text as one string describe the same message."""
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        prev = out[-1] if out else None
+        if prev is not None and part.get("type") == "text" and prev.get("type") == "text":
+            if "content" in prev:
+                out[-1] = {"type": "text", "content": prev["content"] + TEXT_JOINER + part.get("content", "")}
+            continue
+        out.append(part)
+    return out
 
 
 def content_text(content: Any) -> str:
@@ -103,7 +120,7 @@ def content_text(content: Any) -> str:
             texts.append(item)
         elif get(item, "type") == "text":
             texts.append(get(item, "text") or "")
-    return "".join(texts)
+    return TEXT_JOINER.join(texts)
 
 
 def tool_call_part(call: Any, capture: bool) -> dict[str, Any]:

@@ -9,6 +9,8 @@ items become ``tool`` messages.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +24,42 @@ from . import _messages as m
 from ._utils import arg, as_list, get, parse_arguments, report
 
 OPERATION = semconv.OP_CHAT
-PREVIOUS_RESPONSE_ID = "convotel.openai.previous_response_id"
+PREVIOUS_RESPONSE_ID = semconv.PREVIOUS_RESPONSE_ID
 
 _SYSTEM_ROLES = ("system", "developer")
 _INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+class ChainRoots:
+    """Response id → the first response of its ``previous_response_id`` chain (bounded LRU).
+
+    A chain of responses is one conversation; its id is the chain's first response id,
+    so every turn of a chained conversation lands in the same conversation without the
+    app naming one. A chain that outlives this process (or this map) starts over at the
+    oldest response id still known.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._roots: OrderedDict[str, str] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def root_of(self, response_id: str) -> str:
+        with self._lock:
+            root = self._roots.get(response_id)
+            if root is not None:
+                self._roots.move_to_end(response_id)
+            return root or response_id
+
+    def remember(self, response_id: str, root: str) -> None:
+        with self._lock:
+            self._roots[response_id] = root
+            self._roots.move_to_end(response_id)
+            while len(self._roots) > self._capacity:
+                self._roots.popitem(last=False)
+
+
+CHAIN_ROOTS = ChainRoots()
 
 
 def conversation_id(value: Any) -> str | None:
@@ -59,6 +93,7 @@ def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     previous = arg(kwargs, "previous_response_id")
     if isinstance(previous, str) and previous:
         attrs[PREVIOUS_RESPONSE_ID] = previous
+        attrs[semconv.CONVERSATION_ID] = CHAIN_ROOTS.root_of(previous)
     conversation = conversation_id(arg(kwargs, "conversation"))
     if conversation:
         attrs[semconv.CONVERSATION_ID] = conversation  # an explicit convotel.conversation() overrides it
@@ -84,7 +119,7 @@ def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
         elif kind == "input_image":
             url = get(item, "image_url")
             if isinstance(url, str):
-                parts.append(m._image_part(url, capture))
+                parts.append(m.image_part(url, capture))
             else:
                 part: dict[str, Any] = {"type": "file", "modality": "image"}
                 if capture and isinstance(get(item, "file_id"), str):
@@ -99,7 +134,7 @@ def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
             parts.append({"type": "blob", "modality": "audio"})
         else:
             parts.extend(m.content_parts([item], capture))
-    return parts
+    return m.join_text(parts)
 
 
 def _reasoning_part(item: Any, capture: bool) -> dict[str, Any] | None:
@@ -124,7 +159,8 @@ def _tool_output_text(output: Any) -> str:
     items = as_list(output)
     if items is None:
         return str(output)
-    return "".join(get(i, "text") or "" for i in items if get(i, "type") in ("input_text", "output_text", "text"))
+    texts = [get(i, "text") or "" for i in items if get(i, "type") in ("input_text", "output_text", "text")]
+    return m.TEXT_JOINER.join(texts)
 
 
 _TOOL_CALLS = ("function_call", "custom_tool_call", "mcp_call")
@@ -292,10 +328,24 @@ def response_attributes(response: Any, capture: bool) -> dict[str, Any]:
     return attrs
 
 
+def _continue_chain(span: Span, response: Any, attrs: dict[str, Any]) -> None:
+    """Without an explicit or ``conversation`` id, a response chain is the conversation."""
+    response_id = get(response, "id")
+    if not isinstance(response_id, str) or not response_id:
+        return
+    # In order: the response's own ``conversation``, the request's (or its chain's), this response.
+    started = getattr(span, "attributes", None) or {}
+    conversation = attrs.get(semconv.CONVERSATION_ID) or started.get(semconv.CONVERSATION_ID) or response_id
+    attrs[semconv.CONVERSATION_ID] = conversation
+    CHAIN_ROOTS.remember(response_id, conversation)
+
+
 def apply_response(span: Span, response: Any, capture: bool, *, conversation_known: bool = False) -> None:
     attrs = response_attributes(response, capture)
     if conversation_known:
         attrs.pop(semconv.CONVERSATION_ID, None)
+    else:
+        _continue_chain(span, response, attrs)
     span.set_attributes(attrs)
     if get(response, "status") == "failed":
         message = get(get(response, "error"), "message")

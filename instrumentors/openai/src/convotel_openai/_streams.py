@@ -43,7 +43,8 @@ def _finish(call: Call, state: StreamState, kind: str, exc: BaseException | None
     if call.ended:
         return
     try:
-        if call.recording:
+        # A state that failed on some chunk is incomplete: better no output than a wrong one.
+        if call.recording and not state.broken:
             state.apply(call.span)
     except Exception:
         report(f"{kind}.stream_end")

@@ -33,11 +33,50 @@ def report(kind: str) -> None:
         pass
 
 
+_MISSING = object()
+_MAPPING_TYPES: dict[type, bool] = {}
+_CLASS_ATTRS: dict[tuple[type, str], bool] = {}
+
+
+def _is_mapping(kind: type, obj: Any) -> bool:
+    known = _MAPPING_TYPES.get(kind)
+    if known is None:
+        known = _MAPPING_TYPES[kind] = isinstance(obj, Mapping)
+    return known
+
+
+def _class_has(kind: type, name: str) -> bool:
+    key = (kind, name)
+    known = _CLASS_ATTRS.get(key)
+    if known is None:
+        known = _CLASS_ATTRS[key] = hasattr(kind, name)
+    return known
+
+
 def get(obj: Any, name: str, default: Any = None) -> Any:
-    """``obj[name]`` for mappings, ``obj.name`` otherwise; ``default`` when absent."""
+    """``obj[name]`` for mappings, ``obj.name`` otherwise; ``default`` when absent.
+
+    This runs for every field of every streamed chunk, so it avoids the slow paths:
+    ABC ``isinstance`` checks (cached per type) and pydantic's ``__getattr__`` miss
+    (declared fields live in ``__dict__``, extra fields in ``__pydantic_extra__``).
+    """
     if obj is None:
         return default
-    if isinstance(obj, Mapping):
+    kind = type(obj)
+    if kind is dict:
+        return obj.get(name, default)
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None:
+        value = fields.get(name, _MISSING)
+        if value is not _MISSING:
+            return value
+        extra = getattr(obj, "__pydantic_extra__", _MISSING)
+        if extra is not _MISSING:
+            if extra and name in extra:
+                return extra[name]
+            if not _class_has(kind, name):
+                return default
+    if _is_mapping(kind, obj):
         return obj.get(name, default)
     return getattr(obj, name, default)
 

@@ -26,15 +26,17 @@ MARKER = "_convotel_openai"
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("convotel_openai_inside", default=False)
 
 
-def _suppressed() -> bool:
-    if _inside.get():
-        return True
-    try:
-        from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+try:
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+except ImportError:  # pragma: no cover - older opentelemetry-instrumentation
 
-        return not is_instrumentation_enabled()
-    except Exception:
-        return False
+    def is_instrumentation_enabled() -> bool:
+        return True
+
+
+def _suppressed() -> bool:
+    """Inside another instrumented call, or under OTel's ``suppress_instrumentation()``."""
+    return _inside.get() or not is_instrumentation_enabled()
 
 
 def _begin(tracer: Tracer, op: Operation, instance: Any, kwargs: Mapping[str, Any]) -> Call | None:
