@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from conftest import all_text, decoded
+from convotel_openai import OpenAIInstrumentor, _patching
 from openai_replay import (
     cassette_names,
     closed_port_url,
@@ -19,10 +19,10 @@ from openai_replay import (
     replay_server,
     request_kwargs,
 )
+from openai_testing import all_text, decoded
 from opentelemetry.trace import SpanKind, StatusCode
 
 import convotel
-from convotel_openai import OpenAIInstrumentor, _chat, _patching
 
 CHAT_PATH = "/v1/chat/completions"
 

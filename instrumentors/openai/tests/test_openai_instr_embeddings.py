@@ -9,11 +9,10 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import all_text, decoded
-from openai_replay import cassette_names, load_cassette, replay_server, request_kwargs
-from opentelemetry.trace import StatusCode
-
 from convotel_openai import OpenAIInstrumentor
+from openai_replay import cassette_names, load_cassette, replay_server, request_kwargs
+from openai_testing import all_text, decoded
+from opentelemetry.trace import StatusCode
 
 EMBEDDINGS = [n for n in cassette_names() if load_cassette(n).interactions[0].path == "/v1/embeddings"]
 OK = [n for n in EMBEDDINGS if load_cassette(n).interactions[0].status == 200]

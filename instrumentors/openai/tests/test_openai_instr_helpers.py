@@ -8,11 +8,10 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import decoded, json_client
-from openai_replay import replay_server, request_kwargs
-from pydantic import BaseModel
-
 from convotel_openai import OpenAIInstrumentor, _patching
+from openai_replay import replay_server, request_kwargs
+from openai_testing import decoded, json_client
+from pydantic import BaseModel
 
 
 class Answer(BaseModel):

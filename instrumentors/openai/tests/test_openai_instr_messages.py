@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import openai
+from convotel_openai import _call, _chat, _messages
 from openai.types.chat import ChatCompletion
 from opentelemetry.sdk.trace import TracerProvider
-
-from convotel_openai import _call, _chat, _messages
 
 
 def test_leading_system_and_developer_become_instructions_later_system_stays():

@@ -8,13 +8,13 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import all_text, decoded, sse_client
+from convotel_openai import OpenAIInstrumentor, _responses
+from convotel_openai._streams import SyncStreamProxy
 from openai_replay import cassette_names, load_cassette, replay_server, request_kwargs
+from openai_testing import all_text, decoded, sse_client
 from opentelemetry.trace import SpanKind, StatusCode
 
 import convotel
-from convotel_openai import OpenAIInstrumentor, _responses
-from convotel_openai._streams import SyncStreamProxy
 
 RESPONSES = [n for n in cassette_names() if load_cassette(n).interactions[0].path == "/v1/responses"]
 OK = [n for n in RESPONSES if load_cassette(n).interactions[0].status == 200]

@@ -8,15 +8,14 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import all_text, chunk, decoded, sse_client
+from convotel_openai import OpenAIInstrumentor
+from convotel_openai._streams import AsyncStreamProxy, SyncStreamProxy
 from openai_replay import cassette_names, load_cassette, replay_server, request_kwargs
+from openai_testing import all_text, chunk, decoded, sse_client
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
-
-from convotel_openai import OpenAIInstrumentor
-from convotel_openai._streams import AsyncStreamProxy, SyncStreamProxy
 
 STREAM_CASSETTES = [
     n

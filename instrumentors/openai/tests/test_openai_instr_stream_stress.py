@@ -12,8 +12,8 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import chunk, sse_client
 from openai_replay import replay_server, request_kwargs
+from openai_testing import chunk, sse_client
 from opentelemetry.trace import StatusCode
 
 import convotel
