@@ -256,3 +256,58 @@ def test_continued_responses_seed_ids_from_the_previous_response() -> None:
     assert first.messages[0].external_message_id != second.messages[0].external_message_id
     assert shape(third.messages)[0] == ("observation", "acted", "external")
     assert third.messages[0].parent_external_message_id == message_id("conv-1", "call:call_7")
+
+
+def test_stream_that_failed_after_output_delivers_it_partial_then_the_error() -> None:
+    """The app saw "Hel" before the connection broke: that text reaches the API (partial), then the failure."""
+    cut = {"convotel.partial": True, "gen_ai.response.id": "chatcmpl-9", "http.response.status_code": 502}
+    batch = only_batch(chat_span([user("hello")], [assistant("Hel", finish="error")], error="APIConnectionError",
+                                 **cut))
+    assert shape(batch.messages) == [("user_message", "hello", None), ("assistant_message", "Hel", 0), ("llm", None, 0)]
+    assert batch.messages[1].properties == {"latencyMs": 250.0, "finishReason": "error", "responseId": "chatcmpl-9",
+                                            "provider": "openai", "partial": True}
+    assert batch.messages[2].properties == {
+        "error": {"type": "APIConnectionError", "status": 502, "message": "APIConnectionError: boom"}}
+    assert batch.messages[1].created_at_ns < batch.messages[2].created_at_ns
+    # Nothing had arrived yet (an empty partial message), or not a stream: the input and the llm failure only.
+    for outputs, attrs in (([{"role": "assistant", "parts": [], "finish_reason": "error"}], cut),
+                           ([assistant("Hel", finish="error")], {})):
+        failed = only_batch(chat_span([user("hello")], outputs, error="RuntimeError", **attrs))
+        assert shape(failed.messages) == [("user_message", "hello", None), ("llm", None, 0)]
+        assert failed.messages[1].properties["error"]["type"] == "RuntimeError"
+
+
+def embeddings_span(error: str | None = None, **attrs: Any) -> SpanRecord:
+    attributes = {"gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
+                  "gen_ai.request.model": "text-embedding-3-small", "gen_ai.conversation.id": "conv-1", **attrs}
+    if error:
+        attributes["error.type"] = error
+    return SpanRecord(TRACE, "2222222222222222", None, "embeddings text-embedding-3-small", 1_000_000_000,
+                      1_020_000_000, attributes, status_error=error is not None, status_message=error)
+
+
+def test_embeddings_carry_count_dimensions_usage_and_provider() -> None:
+    texts = '{"texts": ["a", "b", "c"]}'
+    [message] = only_batch(embeddings_span(**{
+        "convotel.input": texts, "convotel.embeddings.count": 3, "gen_ai.embeddings.dimension.count": 512,
+        "gen_ai.usage.input_tokens": 9, "gen_ai.response.model": "text-embedding-3-small"})).messages
+    assert (message.message_type, message.input, message.model) == (
+        "embedding", {"texts": ["a", "b", "c"]}, "text-embedding-3-small")
+    assert message.properties == {"latencyMs": 20.0, "dimensions": 512, "count": 3, "provider": "openai",
+                                  "usage": {"inputTokens": 9, "totalTokens": 9}}
+    # A peer's span without the count: one embedding per input text.
+    [peer] = only_batch(embeddings_span(**{"convotel.input": texts})).messages
+    assert peer.properties["count"] == 3
+    [failed] = only_batch(embeddings_span(error="NotFoundError", **{"convotel.input": texts})).messages
+    assert failed.properties == {"latencyMs": 20.0, "provider": "openai",
+                                 "error": {"type": "NotFoundError", "message": "NotFoundError"}}
+
+
+def test_content_off_keeps_the_thought_beside_tool_calls_but_empty_text_is_no_thought() -> None:
+    withheld = {"role": "assistant", "parts": [{"type": "text"}, {"type": "tool_call", "id": "call_1", "name": "f"}]}
+    empty = {"role": "assistant", "parts": [{"type": "text", "content": ""},
+                                            {"type": "tool_call", "id": "call_1", "name": "f"}]}
+    assert shape(only_batch(chat_span([user(None)], [withheld])).messages) == [
+        ("user_message", None, None), ("thought", None, 0), ("tool_call", "f", 1)]
+    assert shape(only_batch(chat_span([user("go")], [empty])).messages) == [
+        ("user_message", "go", None), ("tool_call", "f", 0)]

@@ -33,19 +33,33 @@ _current: contextvars.ContextVar[ConversationContext | None] = contextvars.Conte
 
 def current() -> ConversationContext | None:
     """The innermost active conversation context, if any."""
-    return _current.get()
+    ctx = _current.get()
+    while isinstance(ctx, Pushed) and ctx.released:
+        ctx = ctx.previous
+    return ctx
 
 
-def push(ctx: ConversationContext) -> contextvars.Token[ConversationContext | None]:
+@dataclass(frozen=True, slots=True)
+class Pushed(ConversationContext):
+    """A context an instrumentor pushed; once popped it reads as the one it replaced."""
+
+    previous: ConversationContext | None = None
+    released: bool = False
+
+
+def push(ctx: ConversationContext) -> Pushed:
     """For instrumentors that learn the conversation from a framework (LangGraph ``thread_id``)."""
-    return _current.set(ctx)
+    pushed = Pushed(ctx.conversation_id, ctx.user_id, ctx.organization_id, ctx.properties, current())
+    _current.set(pushed)
+    return pushed
 
 
-def pop(token: contextvars.Token[ConversationContext | None]) -> None:
-    try:
-        _current.reset(token)
-    except ValueError:  # token from another context (callbacks of one run can hop tasks)
-        _current.set(token.old_value if token.old_value is not contextvars.Token.MISSING else None)
+def pop(pushed: Pushed) -> None:
+    """Undo :func:`push` from any context: async LangChain ends runs in a copy of the caller's
+    context, where a reset cannot reach the caller, so the pushed context is released instead."""
+    object.__setattr__(pushed, "released", True)
+    if _current.get() is pushed:
+        _current.set(current())
 
 
 class conversation:  # noqa: N801 - used like a function: ``with convotel.conversation(...)``
@@ -67,7 +81,7 @@ class conversation:  # noqa: N801 - used like a function: ``with convotel.conver
         self._tokens: list[contextvars.Token[ConversationContext | None]] = []
 
     def _merged(self) -> ConversationContext:
-        outer = _current.get()
+        outer = current()
         mine = self._fields
         if outer is None:
             return mine

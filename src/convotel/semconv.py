@@ -51,6 +51,7 @@ MESSAGE_TYPE: Final = "convotel.message_type"  # for structural spans: task, wor
 STRUCTURAL_PARENT: Final = "convotel.parent_span_id"  # nearest ancestor span that became a message
 PARTIAL: Final = "convotel.partial"  # a stream that ended before its finish reason
 RESPONSE_ALTERNATIVES: Final = "convotel.response.alternatives"
+EMBEDDINGS_COUNT: Final = "convotel.embeddings.count"  # how many embeddings one call returned
 INPUT_VALUE: Final = "convotel.input"  # JSON: structured input of a structural span
 OUTPUT_VALUE: Final = "convotel.output"  # JSON: structured output of a structural span
 SPAN_STARTED: Final = "convotel.started"  # set on records emitted at span start (no end time yet)

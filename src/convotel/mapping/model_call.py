@@ -91,6 +91,11 @@ def _split_system(scope: SpanScope, inputs: list[ChatMessage]) -> tuple[str | di
     return prompt, inputs[leading:]
 
 
+def _has_output(message: ChatMessage) -> bool:
+    """Whether an output message holds anything (text, reasoning or calls; content captured or not)."""
+    return message.has_text or message.has_reasoning or bool(message.tool_calls)
+
+
 def _is_final_answer(scope: SpanScope, history: list[ChatMessage]) -> bool:
     """A text answer that closes a turn in which tools ran is the agent's final response."""
     explicit = scope.attrs.get(semconv.FINAL_RESPONSE)
@@ -140,11 +145,11 @@ class _Emitter:
     def assistant(self, message: ChatMessage, link: str, parent: str | None, final: bool) -> str | None:
         """An assistant turn: reasoning and text beside tool calls are thoughts."""
         anchor = parent
-        if message.reasoning is not None:
-            anchor = self.add("thought", f"reasoning:{link}", anchor, content=message.reasoning or None,
+        if message.has_reasoning:
+            anchor = self.add("thought", f"reasoning:{link}", anchor, content=message.reasoning,
                               properties={"kind": "reasoning"})
         if message.tool_calls:
-            if message.text:
+            if message.has_text:
                 anchor = self.add("thought", f"m:{link}", anchor, content=message.text)
             return self.tool_calls(message.tool_calls, anchor, f"m:{link}") or anchor
         kind: MessageType = "final_response" if final else "assistant_message"
@@ -183,19 +188,25 @@ def map_model_call(scope: SpanScope, options: MappingOptions) -> ConversationBat
     if scope.record.end_ns is not None:
         emit.clock.not_before(scope.record.end_ns)
     choice = outputs[0] if outputs else None
-    if choice is not None and not scope.record.status_error:
+    failed = scope.record.status_error
+    # A stream that broke (or that the app gave up on by raising) after output arrived: the app
+    # saw that output, so it is delivered, marked partial, and the failure follows it.
+    partial_output = failed and choice is not None and bool(scope.attrs.get(semconv.PARTIAL)) and _has_output(choice)
+    if choice is not None and (not failed or partial_output):
         out_link = chain(link, choice.canonical())
         emit.assistant(choice, out_link, anchor, final=_is_final_answer(scope, history))
 
     facts = _call_facts(scope, choice, outputs[1:])
-    if scope.record.status_error or options.verbose or len(emit.messages) == first_produced:
-        llm_props = dict(facts)
-        if scope.record.status_error:
-            llm_props["error"] = error_facts(scope)
-        emit.add("llm", f"llm:{scope.record.span_id}", anchor, content=None, properties=llm_props or None)
-    elif facts:
+    # The facts ride on the first message the call produced, else (or at the verbose level) on its llm message.
+    facts_on_output = len(emit.messages) > first_produced and not options.verbose
+    if facts_on_output and facts:
         first = emit.messages[first_produced]
         emit.messages[first_produced] = first.with_changes(properties={**(first.properties or {}), **facts})
+    if failed or options.verbose or not facts_on_output:
+        llm_props = {} if facts_on_output else dict(facts)
+        if failed:
+            llm_props["error"] = error_facts(scope)
+        emit.add("llm", f"llm:{scope.record.span_id}", anchor, content=None, properties=llm_props or None)
 
     return ConversationBatch(
         scope.conversation,

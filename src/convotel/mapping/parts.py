@@ -29,6 +29,16 @@ class ChatMessage:
     tool_call_id: str | None = None  # role "tool": the call this answers
     tool_response: Any = None
     finish_reason: str | None = None
+    text_withheld: bool = False  # text existed but content capture was off
+    reasoning_withheld: bool = False
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.text) or self.text_withheld
+
+    @property
+    def has_reasoning(self) -> bool:
+        return bool(self.reasoning) or self.reasoning_withheld
 
     def canonical(self) -> str:
         """What identifies this message in a history: role, text and tool call ids.
@@ -73,8 +83,8 @@ def as_text(value: Any) -> str | None:
 def _from_parts(role: str, parts: list[Any], finish_reason: str | None) -> ChatMessage:
     texts: list[str] = []
     reasoning: list[str] = []
-    # A part whose content was not captured still says "there was text here" (as "").
-    saw_text = saw_reasoning = False
+    # A part without "content" was withheld (capture off): there was text, we may not see it.
+    text_withheld = reasoning_withheld = False
     calls: list[ToolCall] = []
     response_id: str | None = None
     response: Any = None
@@ -83,12 +93,12 @@ def _from_parts(role: str, parts: list[Any], finish_reason: str | None) -> ChatM
             continue
         kind = part.get("type")
         if kind == "text":
-            saw_text = True
+            text_withheld = text_withheld or "content" not in part
             content = part.get("content")
             if isinstance(content, str):
                 texts.append(content)
         elif kind == "reasoning":
-            saw_reasoning = True
+            reasoning_withheld = reasoning_withheld or "content" not in part
             content = part.get("content")
             if isinstance(content, str):
                 reasoning.append(content)
@@ -105,8 +115,10 @@ def _from_parts(role: str, parts: list[Any], finish_reason: str | None) -> ChatM
             response = part.get("response")
     return ChatMessage(
         role=role,
-        text=_join(texts) or ("" if saw_text else None),
-        reasoning=_join(reasoning) or ("" if saw_reasoning else None),
+        text=_join([t for t in texts if t]),
+        reasoning=_join([r for r in reasoning if r]),
+        text_withheld=text_withheld,
+        reasoning_withheld=reasoning_withheld,
         tool_calls=tuple(calls),
         tool_call_id=response_id,
         tool_response=response,

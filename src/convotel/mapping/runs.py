@@ -64,12 +64,21 @@ def map_tool(scope: SpanScope) -> ConversationBatch:
 
 def map_embeddings(scope: SpanScope) -> ConversationBatch:
     rec = scope.record
+    inputs = as_object(scope.json(semconv.INPUT_VALUE))
     props: dict[str, Any] = _latency(scope)
     dims = scope.attrs.get(semconv.EMBEDDINGS_DIMENSION_COUNT)
     if dims is not None:
         props["dimensions"] = int(dims)
+    count = scope.attrs.get(semconv.EMBEDDINGS_COUNT)
+    texts = (inputs or {}).get("texts")
+    if count is None and not rec.status_error and isinstance(texts, list):
+        count = len(texts)  # one embedding per input text
+    if count is not None:
+        props["count"] = int(count)
     if isinstance(tokens := scope.attrs.get(semconv.USAGE_INPUT_TOKENS), int):
         props["usage"] = {"inputTokens": tokens, "totalTokens": tokens}
+    if provider := scope.str(semconv.PROVIDER_NAME):
+        props["provider"] = provider
     if rec.status_error:
         props["error"] = error_facts(scope)
     model = scope.str(semconv.RESPONSE_MODEL) or scope.str(semconv.REQUEST_MODEL)
@@ -78,7 +87,7 @@ def map_embeddings(scope: SpanScope) -> ConversationBatch:
         message_type="embedding",
         created_at_ns=rec.end_ns or rec.start_ns,
         parent_external_message_id=scope.run_parent_id,
-        input=as_object(scope.json(semconv.INPUT_VALUE)),
+        input=inputs,
         model=model,
         properties=props or None,
     )

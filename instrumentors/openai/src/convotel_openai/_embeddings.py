@@ -15,7 +15,7 @@ from ._utils import arg, as_list, get
 
 OPERATION = semconv.OP_EMBEDDINGS
 REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
-EMBEDDINGS_COUNT = "convotel.embeddings.count"
+EMBEDDINGS_COUNT = semconv.EMBEDDINGS_COUNT
 
 
 def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:

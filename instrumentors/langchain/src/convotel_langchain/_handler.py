@@ -1,0 +1,744 @@
+"""The LangChain callback handler: LangChain / LangGraph runs → GenAI semconv spans.
+
+Which runs become which spans (what the mapping reads):
+
+* chat models / LLMs → ``chat`` / ``text_completion`` spans with input and output
+  messages, usage, model and finish reason;
+* tools → ``execute_tool`` spans (tool call id, arguments, result);
+* retrievers → ``convotel.message_type`` ``retrieval`` (query in, documents out);
+* the outermost LangGraph graph (or ``AgentExecutor``) → ``workflow``; graphs and
+  agents inside it → ``task``; at the verbose level graph nodes are ``task`` and
+  other chains ``chain_start``/``chain_end``; otherwise plain chains make no span
+  (a top-level run always gets one, so the whole run shares one trace);
+* ``on_text`` and agent-action logs → ``thought``; custom events → ``callback``.
+
+Every span inside a workflow/task carries ``convotel.parent_span_id`` of that run.
+While a LangGraph node runs, :func:`convotel.instrumentation.enter_run` makes
+lower-level instrumentors (OpenAI) thread their spans the same way; while a chat
+model runs, :func:`convotel.instrumentation.enter_model_call` marks the OpenAI
+span of the same call as covered, so the call is reported once.
+
+A graph is only recognisable as one when its first node starts (LangGraph passes
+no ``serialized`` for graphs), so chain spans are created lazily: when the first
+child starts, or when the run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from convotel import semconv
+from convotel.context import ConversationContext, current
+from convotel.instrumentation import capture_content, json_attr
+
+from . import _messages as msgs
+from . import _scopes as scopes
+from .package import TRACER_NAME
+from .version import __version__
+
+logger = logging.getLogger("convotel_langchain")
+
+_NODE_TAG = "graph:step:"
+_OPENING = ("workflow", "task", "chain_start")
+#: LangGraph control-flow exceptions: a pause or a jump, not a failure.
+_CONTROL_FLOW = frozenset({"GraphInterrupt", "GraphBubbleUp", "NodeInterrupt", "ParentCommand", "GraphRecursionError"})
+_CONVERSATION_KEYS = ("thread_id", "conversation_id", "session_id")
+_USER_KEYS = ("user_id", "userId")
+_ORG_KEYS = ("organization_id", "org_id")
+_DEFAULT_MAX_RUNS = 100_000
+
+_reported: set[str] = set()
+
+
+def _report(where: str) -> None:
+    if where in _reported:
+        return
+    _reported.add(where)
+    logger.warning("convotel_langchain: instrumentation error in %s; the run is unaffected "
+                   "(further errors of this kind are not logged)", where, exc_info=True)
+
+
+def _env_verbose() -> bool:
+    return os.environ.get("CONVOTEL_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hex_span_id(span: Span) -> str:
+    return format(span.get_span_context().span_id, "016x")
+
+
+class _Run:
+    """What the handler knows about one active run; dropped when the run ends."""
+
+    __slots__ = (
+        "parent", "name", "start_ns", "span", "kind", "agent", "graph", "struct_id", "parent_struct",
+        "conv", "capture", "undo", "pending_prompt", "prompt_templates", "inputs",
+    )
+
+    def __init__(self, parent: _Run | None, name: str) -> None:
+        self.parent = parent
+        self.name = name
+        self.start_ns = 0
+        self.span: Span | None = None
+        #: structural message type of this run's span (workflow, task, chain_start) or None
+        self.kind: str | None = None
+        #: nearest agent run (graph or AgentExecutor) at or above this one
+        self.agent: _Run | None = parent.agent if parent is not None else None
+        self.graph = False
+        #: span id of the nearest structural run at or above this one (what children thread under)
+        self.struct_id: str | None = parent.struct_id if parent is not None else None
+        #: this run's own structural parent (its span's ``convotel.parent_span_id``)
+        self.parent_struct = self.struct_id
+        self.conv: dict[str, Any] = parent.conv if parent is not None else {}
+        self.capture = parent.capture if parent is not None else True
+        self.undo: list[scopes.Undo] | None = None
+        self.pending_prompt: tuple[tuple[str, ...], str] | None = None
+        self.prompt_templates: list[tuple[str, list[str]]] | None = None
+        self.inputs: Any = None
+
+    def span_parent(self) -> Span | None:
+        run: _Run | None = self
+        while run is not None:
+            if run.span is not None:
+                return run.span
+            run = run.parent
+        return None
+
+
+class CallbackHandler(BaseCallbackHandler):
+    """Turns LangChain and LangGraph runs into convotel spans.
+
+    Pass it explicitly (``config={"callbacks": [CallbackHandler()]}``) or let
+    :class:`convotel_langchain.LangChainInstrumentor` add it to every run.
+
+    ``verbose`` (default: ``CONVOTEL_VERBOSE``) also records graph nodes as
+    ``task`` and other chains as ``chain_start``/``chain_end``;
+    ``capture_content`` overrides convotel's content switch for this handler.
+    """
+
+    run_inline = True  # async runs call it in the caller's context (context variables stick)
+    raise_error = False
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        verbose: bool | None = None,
+        capture_content: bool | None = None,
+        max_active_runs: int = _DEFAULT_MAX_RUNS,
+    ) -> None:
+        super().__init__()
+        self._tracer = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=tracer_provider)
+        self.verbose = _env_verbose() if verbose is None else verbose
+        self._capture = capture_content
+        self._runs: dict[UUID, _Run] = {}
+        self._max_runs = max_active_runs
+        self._lock = threading.RLock()
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _default_capture(self) -> bool:
+        return capture_content() if self._capture is None else self._capture
+
+    @property
+    def active_runs(self) -> int:
+        """Runs started and not yet ended (for tests and diagnostics)."""
+        return len(self._runs)
+
+    def _new_run(self, run_id: UUID, parent_run_id: UUID | None, name: str,
+                 metadata: Mapping[str, Any] | None) -> _Run:
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        if parent is not None and parent.span is None and parent.kind is not None:
+            self._materialize(parent)  # its kind is known: it must exist before its first child
+        run = _Run(parent, name)
+        if parent is None:
+            run.capture = self._default_capture()
+            run.conv = self._conversation(metadata)
+        if len(self._runs) >= self._max_runs:
+            self._evict()
+        self._runs[run_id] = run
+        return run
+
+    def _evict(self) -> None:
+        """Too many runs never ended (abandoned streams): forget the oldest."""
+        try:
+            oldest = next(iter(self._runs))
+        except (StopIteration, RuntimeError):
+            return
+        run = self._runs.pop(oldest, None)
+        if run is not None:
+            if run.undo:
+                scopes.undo_all(run.undo)  # safe from any context: claims release, OTel is checked
+                run.undo = None
+            if run.span is not None:
+                run.span.end()
+
+    def _conversation(self, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Conversation attributes of a top-level run: explicit context, then LangGraph thread / metadata."""
+        ctx = current()
+        md = metadata or {}
+        conv_id = ctx.conversation_id if ctx is not None else None
+        if not conv_id:
+            conv_id = next((str(md[k]) for k in _CONVERSATION_KEYS if md.get(k)), None)
+        user_id = (ctx.user_id if ctx is not None else None) or next(
+            (str(md[k]) for k in _USER_KEYS if md.get(k)), None)
+        org_id = (ctx.organization_id if ctx is not None else None) or next(
+            (str(md[k]) for k in _ORG_KEYS if md.get(k)), None)
+        attrs: dict[str, Any] = {}
+        if conv_id:
+            attrs[semconv.CONVERSATION_ID] = conv_id
+        if user_id:
+            attrs[semconv.USER_ID] = user_id
+        if org_id:
+            attrs[semconv.ORGANIZATION_ID] = org_id
+        if ctx is not None and ctx.properties:
+            attrs[semconv.CONVERSATION_PROPERTIES] = json_attr(dict(ctx.properties))
+        return attrs
+
+    def _push_conversation(self, run: _Run) -> None:
+        """Make the run's conversation current, so other instrumentors' spans inside share it."""
+        conv = run.conv
+        ctx = current()
+        conv_id = conv.get(semconv.CONVERSATION_ID)
+        if conv_id is None and run.span is not None:
+            trace_id = run.span.get_span_context().trace_id
+            if trace_id:
+                conv_id = conv[semconv.CONVERSATION_ID] = format(trace_id, "032x")
+        user_id = conv.get(semconv.USER_ID)
+        org_id = conv.get(semconv.ORGANIZATION_ID)
+        if ctx is None and conv_id is None and user_id is None and org_id is None:
+            return
+        if ctx is not None and (ctx.conversation_id, ctx.user_id, ctx.organization_id) == (conv_id, user_id, org_id):
+            return
+        merged = ConversationContext(conv_id, user_id, org_id, ctx.properties if ctx is not None else None)
+        self._keep(run, scopes.push_conversation(merged))
+
+    @staticmethod
+    def _keep(run: _Run, undo: scopes.Undo) -> None:
+        if run.undo is None:
+            run.undo = [undo]
+        else:
+            run.undo.append(undo)
+
+    def _attach(self, run: _Run, span: Span | None) -> None:
+        """Make ``span`` current for code inside the run (synchronous runs only: see ``_scopes``)."""
+        if span is not None and not scopes.in_event_loop():
+            self._keep(run, scopes.OTEL.enter(trace.set_span_in_context(span)))
+
+    def _start_span(self, run: _Run, name: str, attrs: dict[str, Any], *, kind: SpanKind = SpanKind.INTERNAL,
+                    start_ns: int | None = None) -> Span:
+        if run.parent_struct is not None:
+            attrs[semconv.STRUCTURAL_PARENT] = run.parent_struct
+        attrs.update(run.conv)
+        parent = run.parent.span_parent() if run.parent is not None else None
+        ctx = trace.set_span_in_context(parent) if parent is not None else None
+        span = self._tracer.start_span(name, context=ctx, kind=kind, attributes=attrs, start_time=start_ns)
+        run.span = span
+        return span
+
+    def _structural_span(self, run: _Run, kind: str, start_ns: int | None = None) -> Span:
+        run.kind = kind
+        attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: kind}
+        name = run.name
+        if run.graph or kind in ("workflow", "task"):
+            attrs[semconv.OPERATION_NAME] = semconv.OP_INVOKE_AGENT
+            attrs[semconv.AGENT_NAME] = name
+            name = f"invoke_agent {name}"
+        if run.capture and run.inputs is not None and kind == "chain_start":
+            attrs[semconv.INPUT_VALUE] = json_attr(run.inputs)
+        span = self._start_span(run, name, attrs, start_ns=start_ns)
+        run.struct_id = _hex_span_id(span)
+        return span
+
+    def _materialize(self, run: _Run) -> None:
+        """Create the span of a run whose kind became known after it started."""
+        with self._lock:
+            if run.span is not None or run.kind is None:
+                return
+            if run.parent is not None and run.parent.span is None and run.parent.kind is not None:
+                self._materialize(run.parent)
+            self._structural_span(run, run.kind, start_ns=run.start_ns)
+
+    def _promote_graph(self, graph: _Run) -> None:
+        """``graph``'s first child is a LangGraph node: it is a graph (an agent) run."""
+        with self._lock:
+            if graph.graph:
+                return
+            graph.graph = True
+            kind = "task" if graph.agent is not None else "workflow"
+            graph.agent = graph
+            if graph.span is None:
+                graph.kind = kind
+            elif graph.kind is None:
+                # A top-level run LangGraph did not mark: label it now (announced at its end only).
+                graph.kind = kind
+                graph.span.set_attribute(semconv.MESSAGE_TYPE, kind)
+                graph.span.set_attribute(semconv.OPERATION_NAME, semconv.OP_INVOKE_AGENT)
+                graph.span.set_attribute(semconv.AGENT_NAME, graph.name)
+                graph.struct_id = _hex_span_id(graph.span)
+        if graph.span is None:
+            self._materialize(graph)
+
+    def _finish(self, run_id: UUID) -> _Run | None:
+        run = self._runs.pop(run_id, None)
+        if run is not None and run.undo:
+            scopes.undo_all(run.undo)
+            run.undo = None
+        return run
+
+    @staticmethod
+    def _fail(span: Span, error: BaseException) -> None:
+        if not span.is_recording():
+            return
+        span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int):
+            span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status)
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
+
+    # -- chains, graphs, agents -----------------------------------------------------------------
+    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID,
+                       parent_run_id: UUID | None = None, tags: list[str] | None = None,
+                       metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        try:
+            self._chain_start(serialized, inputs, run_id, parent_run_id, tags, metadata, kwargs.get("name"))
+        except Exception:
+            _report("on_chain_start")
+
+    def _chain_start(self, serialized: Any, inputs: Any, run_id: UUID, parent_run_id: UUID | None,
+                     tags: list[str] | None, metadata: dict[str, Any] | None, name: Any) -> None:
+        if not name and isinstance(serialized, Mapping):
+            name = serialized.get("name") or (serialized.get("id") or ["chain"])[-1]
+        name = str(name or "chain")
+        node = bool(tags) and any(t.startswith(_NODE_TAG) for t in tags)  # type: ignore[union-attr]
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        if node and parent is not None and not parent.graph:
+            self._promote_graph(parent)
+        run = self._new_run(run_id, parent_run_id, name, metadata)
+        if serialized is not None and run.capture:
+            templates = msgs.system_templates(serialized)
+            if templates:
+                run.prompt_templates = templates
+                run.inputs = inputs
+        if run.parent is None:
+            md = metadata or {}
+            graph = md.get("ls_integration") == "langgraph" and "langgraph_node" not in md
+            if graph or name == "AgentExecutor":
+                run.graph = graph
+                run.agent = run
+                self._structural_span(run, "workflow")
+            elif self.verbose:
+                if run.capture:
+                    run.inputs = inputs
+                self._structural_span(run, "chain_start")
+            else:
+                self._start_span(run, name, {})
+            self._push_conversation(run)
+            if run.kind is not None:
+                self._keep(run, scopes.enter_run(run.struct_id))  # type: ignore[arg-type]
+            self._attach(run, run.span)
+            return
+        if name == "AgentExecutor":
+            kind = "task" if run.agent is not None else "workflow"
+            run.agent = run
+            self._structural_span(run, kind)
+        elif self.verbose:
+            run.start_ns = time.time_ns()
+            if node:
+                self._structural_span(run, "task")
+            else:
+                if run.capture and run.inputs is None:
+                    run.inputs = inputs
+                run.kind = "chain_start"  # created when a child starts or the run ends
+        else:
+            run.start_ns = time.time_ns()
+        if node:
+            # Code inside the node (an OpenAI call, a store access) threads under the node's run.
+            if run.struct_id is not None:
+                self._keep(run, scopes.enter_run(run.struct_id))
+            self._attach(run, run.span_parent())
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None:
+                return
+            if run.prompt_templates is not None and run.parent is not None:
+                rendered = msgs.rendered_system_texts(outputs)
+                if rendered is not None:
+                    prompt = msgs.system_prompt(run.prompt_templates, run.inputs)
+                    run.parent.pending_prompt = (rendered, json_attr(prompt))
+            if run.span is None and run.kind is not None:
+                self._materialize(run)
+            span = run.span
+            if span is None:
+                return
+            if run.kind == "chain_start" and run.capture and span.is_recording():
+                span.set_attribute(semconv.OUTPUT_VALUE, json_attr(outputs))
+            span.end()
+        except Exception:
+            _report("on_chain_end")
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None:
+                return
+            if run.span is None and run.kind is not None:
+                self._materialize(run)
+            span = run.span
+            if span is None:
+                return
+            if not any(c.__name__ in _CONTROL_FLOW for c in type(error).__mro__):
+                self._fail(span, error)
+            span.end()
+        except Exception:
+            _report("on_chain_error")
+
+    # -- model calls ----------------------------------------------------------------------------
+    def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: list[list[Any]], *, run_id: UUID,
+                            parent_run_id: UUID | None = None, tags: list[str] | None = None,
+                            metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        try:
+            run = self._new_run(run_id, parent_run_id, "chat", metadata)
+            history = messages[0] if messages else []
+            attrs = self._model_attributes(semconv.OP_CHAT, serialized, metadata, kwargs)
+            system, system_texts, entries = msgs.input_messages(history, run.capture)
+            attrs[semconv.INPUT_MESSAGES] = json_attr(entries)
+            if system is not None:
+                attrs[semconv.SYSTEM_INSTRUCTIONS] = json_attr(system)
+                prompt = self._prompt_for(run, tuple(system_texts)) if run.capture else None
+                if prompt is not None:
+                    attrs[semconv.SYSTEM_PROMPT] = prompt
+            self._model_span(run, attrs)
+        except Exception:
+            _report("on_chat_model_start")
+
+    def on_llm_start(self, serialized: dict[str, Any] | None, prompts: list[str], *, run_id: UUID,
+                     parent_run_id: UUID | None = None, tags: list[str] | None = None,
+                     metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        try:
+            run = self._new_run(run_id, parent_run_id, "llm", metadata)
+            attrs = self._model_attributes(semconv.OP_TEXT_COMPLETION, serialized, metadata, kwargs)
+            text = prompts[0] if prompts else ""
+            part = {"type": "text", "content": text} if run.capture else {"type": "text"}
+            attrs[semconv.INPUT_MESSAGES] = json_attr([{"role": "user", "parts": [part]}])
+            self._model_span(run, attrs)
+        except Exception:
+            _report("on_llm_start")
+
+    @staticmethod
+    def _model_attributes(operation: str, serialized: Any, metadata: Mapping[str, Any] | None,
+                          kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        attrs: dict[str, Any] = {semconv.OPERATION_NAME: operation}
+        params = kwargs.get("invocation_params") or {}
+        md = metadata or {}
+        model = params.get("model") or params.get("model_name") or md.get("ls_model_name")
+        if isinstance(model, str) and model:
+            attrs[semconv.REQUEST_MODEL] = model
+        provider = md.get("ls_provider")
+        if isinstance(provider, str) and provider:
+            attrs[semconv.PROVIDER_NAME] = provider
+        for key, attr in (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens")):
+            value = params.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                attrs[attr] = value
+        n = params.get("n")
+        if isinstance(n, int) and n > 1:
+            attrs[semconv.REQUEST_CHOICE_COUNT] = n
+        return attrs
+
+    def _model_span(self, run: _Run, attrs: dict[str, Any]) -> None:
+        model = attrs.get(semconv.REQUEST_MODEL)
+        operation = attrs[semconv.OPERATION_NAME]
+        span = self._start_span(run, f"{operation} {model}" if model else operation, attrs, kind=SpanKind.CLIENT)
+        # The OpenAI client call this model makes is the same logical event: mark it covered.
+        self._keep(run, scopes.enter_model_call(_hex_span_id(span)))
+        self._attach(run, span)
+
+    def _prompt_for(self, run: _Run, system_texts: tuple[str, ...]) -> str | None:
+        """The ``ChatPromptTemplate`` that rendered this call's system prompt, if it ran just before."""
+        holder = run.parent
+        for _ in range(3):
+            if holder is None:
+                return None
+            pending = holder.pending_prompt
+            if pending is not None and pending[0] == system_texts:
+                return pending[1]
+            holder = holder.parent
+        return None
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None or run.span is None:
+                return
+            span = run.span
+            if span.is_recording():
+                self._apply_response(run, span, response)
+            span.end()
+        except Exception:
+            _report("on_llm_end")
+
+    def _apply_response(self, run: _Run, span: Span, response: Any) -> None:
+        generations = getattr(response, "generations", None) or []
+        choices = generations[0] if generations else []
+        capture = run.capture
+        if choices:
+            span.set_attribute(semconv.OUTPUT_MESSAGES, json_attr([msgs.output_message(g, capture) for g in choices]))
+            reasons = [r for r in (msgs.finish_reason(g) for g in choices) if r]
+            if reasons:
+                span.set_attribute(semconv.RESPONSE_FINISH_REASONS, reasons)
+            agent = run.agent
+            if agent is not None and agent.graph and msgs.is_text_only(choices[0]):
+                # The answer that ends an agent run; a sub-agent's answer stays an assistant message.
+                span.set_attribute(semconv.FINAL_RESPONSE, agent.kind == "workflow")
+        first = getattr(choices[0], "message", None) if choices else None
+        llm_output = getattr(response, "llm_output", None) or {}
+        meta = getattr(first, "response_metadata", None) or {}
+        model = meta.get("model_name") or meta.get("model") or llm_output.get("model_name")
+        if isinstance(model, str) and model:
+            span.set_attribute(semconv.RESPONSE_MODEL, model)
+        response_id = meta.get("id") or llm_output.get("id")
+        if isinstance(response_id, str) and response_id:
+            span.set_attribute(semconv.RESPONSE_ID, response_id)
+        usage = getattr(first, "usage_metadata", None)
+        if usage:
+            self._usage(span, usage.get("input_tokens"), usage.get("output_tokens"))
+            details = usage.get("output_token_details") or {}
+            if isinstance(details.get("reasoning"), int):
+                span.set_attribute(semconv.USAGE_REASONING_TOKENS, details["reasoning"])
+            cached = (usage.get("input_token_details") or {}).get("cache_read")
+            if isinstance(cached, int):
+                span.set_attribute(semconv.USAGE_CACHE_READ_INPUT_TOKENS, cached)
+        else:
+            token_usage = llm_output.get("token_usage") or llm_output.get("usage") or {}
+            if isinstance(token_usage, Mapping):
+                self._usage(span, token_usage.get("prompt_tokens", token_usage.get("input_tokens")),
+                            token_usage.get("completion_tokens", token_usage.get("output_tokens")))
+
+    @staticmethod
+    def _usage(span: Span, input_tokens: Any, output_tokens: Any) -> None:
+        if isinstance(input_tokens, int):
+            span.set_attribute(semconv.USAGE_INPUT_TOKENS, input_tokens)
+        if isinstance(output_tokens, int):
+            span.set_attribute(semconv.USAGE_OUTPUT_TOKENS, output_tokens)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None or run.span is None:
+                return
+            self._fail(run.span, error)
+            run.span.end()
+        except Exception:
+            _report("on_llm_error")
+
+    # -- tools ----------------------------------------------------------------------------------
+    def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *, run_id: UUID,
+                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
+                      metadata: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
+                      **kwargs: Any) -> None:
+        try:
+            name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
+            run = self._new_run(run_id, parent_run_id, str(name), metadata)
+            attrs: dict[str, Any] = {semconv.OPERATION_NAME: semconv.OP_EXECUTE_TOOL, semconv.TOOL_NAME: run.name}
+            call_id = kwargs.get("tool_call_id")
+            if isinstance(call_id, str) and call_id:
+                attrs[semconv.TOOL_CALL_ID] = call_id
+            if run.capture:
+                attrs[semconv.TOOL_CALL_ARGUMENTS] = json_attr(inputs if inputs is not None else input_str)
+                description = (serialized or {}).get("description")
+                if isinstance(description, str) and description:
+                    attrs["gen_ai.tool.description"] = description
+            self._attach(run, self._start_span(run, f"execute_tool {run.name}", attrs))
+        except Exception:
+            _report("on_tool_start")
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None or run.span is None:
+                return
+            span = run.span
+            message = _tool_message(output)
+            if span.is_recording():
+                if run.capture:
+                    content = getattr(message, "content", output) if message is not None else output
+                    span.set_attribute(semconv.TOOL_CALL_RESULT,
+                                       content if isinstance(content, str) else json_attr(_plain(content)))
+                if message is not None and getattr(message, "status", None) == "error":
+                    span.set_attribute(semconv.ERROR_TYPE, "ToolError")
+                    span.set_status(Status(StatusCode.ERROR, msgs.content_text(getattr(message, "content", None))
+                                           if run.capture else "ToolError"))
+            span.end()
+        except Exception:
+            _report("on_tool_end")
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None or run.span is None:
+                return
+            self._fail(run.span, error)
+            run.span.end()
+        except Exception:
+            _report("on_tool_error")
+
+    # -- retrievers -----------------------------------------------------------------------------
+    def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *, run_id: UUID,
+                           parent_run_id: UUID | None = None, tags: list[str] | None = None,
+                           metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        try:
+            name = kwargs.get("name") or (serialized or {}).get("name") or "retriever"
+            run = self._new_run(run_id, parent_run_id, str(name), metadata)
+            attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: "retrieval"}
+            if run.capture:
+                attrs[semconv.INPUT_VALUE] = json_attr({"query": query})
+            self._attach(run, self._start_span(run, run.name, attrs))
+        except Exception:
+            _report("on_retriever_start")
+
+    def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None or run.span is None:
+                return
+            span = run.span
+            if span.is_recording():
+                if run.capture:
+                    docs = [_document(d) for d in documents]
+                    span.set_attribute(semconv.OUTPUT_VALUE, json_attr({"documents": docs}))
+                else:
+                    span.set_attribute(semconv.OUTPUT_VALUE, json_attr({"count": len(documents)}))
+            span.end()
+        except Exception:
+            _report("on_retriever_end")
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            run = self._finish(run_id)
+            if run is None or run.span is None:
+                return
+            self._fail(run.span, error)
+            run.span.end()
+        except Exception:
+            _report("on_retriever_error")
+
+    # -- point events: thoughts, custom events, retries --------------------------------------------
+    def _owner(self, run_id: UUID | None) -> _Run | None:
+        return self._runs.get(run_id) if run_id is not None else None
+
+    def _event_span(self, owner: _Run | None, name: str, attrs: dict[str, Any]) -> None:
+        """A span for an instantaneous event inside ``owner`` (thread, conversation, trace from it)."""
+        if owner is not None and owner.span is None and owner.kind is not None:
+            self._materialize(owner)
+        probe = _Run(owner, name)
+        if owner is None:
+            probe.capture = self._default_capture()
+            probe.conv = self._conversation(None)
+        self._start_span(probe, name, attrs).end()
+
+    def _thought(self, run_id: UUID | None, text: str) -> None:
+        owner = self._owner(run_id)
+        capture = owner.capture if owner is not None else self._default_capture()
+        attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: "thought"}
+        if capture:
+            attrs[semconv.CONTENT] = text
+        self._event_span(owner, "thought", attrs)
+
+    def on_text(self, text: str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        try:
+            if text and text.strip():
+                self._thought(run_id, text)
+        except Exception:
+            _report("on_text")
+
+    def on_agent_action(self, action: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        try:
+            log = getattr(action, "log", None)
+            if isinstance(log, str) and log.strip():
+                self._thought(run_id, log.strip())
+        except Exception:
+            _report("on_agent_action")
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, tags: list[str] | None = None,
+                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        try:
+            owner = self._owner(run_id)
+            capture = owner.capture if owner is not None else self._default_capture()
+            attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: "callback"}
+            if capture and data is not None:
+                attrs[semconv.INPUT_VALUE] = json_attr(_plain(data))
+            self._event_span(owner, str(name), attrs)
+        except Exception:
+            _report("on_custom_event")
+
+    def on_retry(self, retry_state: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        try:
+            run = self._owner(run_id)
+            span = run.span_parent() if run is not None else None
+            if span is not None and span.is_recording():
+                attempt = getattr(retry_state, "attempt_number", None)
+                outcome = getattr(retry_state, "outcome", None)
+                error = outcome.exception() if outcome is not None and outcome.failed else None
+                attrs: dict[str, Any] = {}
+                if isinstance(attempt, int):
+                    attrs["retry.attempt"] = attempt
+                if error is not None:
+                    attrs[semconv.ERROR_TYPE] = type(error).__qualname__
+                span.add_event("retry", attrs)
+        except Exception:
+            _report("on_retry")
+
+
+def _tool_message(output: Any) -> Any:
+    """The ``ToolMessage`` a tool returned (directly or inside a LangGraph ``Command``)."""
+    if getattr(output, "type", None) == "tool":
+        return output
+    update = getattr(output, "update", None)
+    if isinstance(update, Mapping):
+        for message in update.get("messages") or ():
+            if getattr(message, "type", None) == "tool":
+                return message
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly view of LangChain objects (messages, documents, pydantic models)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:
+            return str(value)
+    return value
+
+
+def _document(doc: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"content": getattr(doc, "page_content", str(doc))}
+    metadata = getattr(doc, "metadata", None)
+    if metadata:
+        out["metadata"] = _plain(metadata)
+    doc_id = getattr(doc, "id", None)
+    if doc_id:
+        out["id"] = str(doc_id)
+    return out
+
+
+__all__ = ["CallbackHandler", "TRACER_NAME"]

@@ -1,0 +1,3 @@
+_instruments = ("langchain-core >= 0.3",)
+
+TRACER_NAME = "convotel_langchain"
