@@ -167,17 +167,6 @@ def test_messages_missing_from_the_answer_count_as_created(srv: FaultServer, sin
     assert sink.send(sample()).statuses == {"u1": "deduplicated", "t1": "created"}
 
 
-def test_caller_supplied_client_is_used_and_left_open(srv: FaultServer) -> None:
-    seen: list[httpx.Request] = []
-    client = httpx.Client(event_hooks={"request": [seen.append]})
-    sink = GreenflashSink(KEY, base_url=srv.base_url, client=client)
-    sink.send(sample())
-    sink.close()
-    assert len(seen) == 1 and not client.is_closed
-    assert seen[0].headers["content-type"] == "application/json"
-    client.close()
-
-
 def test_empty_key_is_refused_with_a_hint() -> None:
     with pytest.raises(ValueError, match="GREENFLASH_API_KEY"):
         GreenflashSink("")
