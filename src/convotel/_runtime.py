@@ -90,15 +90,25 @@ def _say(line: str) -> None:
 
 def _instrument(settings: Settings, provider: TracerProvider) -> list[Any]:
     wanted = {f"convotel_{n.removeprefix('convotel_')}" for n in settings.instrumentors} if settings.instrumentors is not None else None
-    active = []
-    for ep in entry_points(group="opentelemetry_instrumentor"):
-        if not ep.name.startswith("convotel_") or (wanted is not None and ep.name not in wanted):
+    active: list[Any] = []
+    instrumentor_eps = [ep for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("convotel_")]
+    if not instrumentor_eps:
+        return active
+    # Instrumentor packages bring opentelemetry-instrumentation; the core does not need it otherwise.
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+
+    for ep in instrumentor_eps:
+        if wanted is not None and ep.name not in wanted:
             continue
         try:
             instrumentor = ep.load()()
             if instrumentor.is_instrumented_by_opentelemetry:
                 continue
-            instrumentor.instrument(tracer_provider=provider)
+            conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
+            if conflict is not None:  # the library it instruments is not installed: nothing to do
+                logger.debug("convotel: skipping %s: %s", ep.name, conflict)
+                continue
+            instrumentor.instrument(tracer_provider=provider, verbose=settings.verbose)
             if instrumentor.is_instrumented_by_opentelemetry:
                 active.append(instrumentor)
         except Exception as error:  # a broken optional instrumentor must not break the app
