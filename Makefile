@@ -30,7 +30,7 @@ test: install-test
 	$(BIN)/python -m pytest -q
 
 # Benchmarks run in their own venv (benchmarks/.venv) so the peers never enter $(VENV).
-# `make bench BENCH_ARGS=--quick` is a smoke run (seconds, numbers indicative only).
+# `make bench BENCH_ARGS=--quick` is a smoke run (about a minute; prints, leaves README.md alone).
 BENCH_VENV ?= benchmarks/.venv
 BENCH_ARGS ?=
 
@@ -44,4 +44,4 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m benchmarks.run --update-readme README.md $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .convotel
+	rm -rf $(VENV) $(BENCH_VENV) .convotel

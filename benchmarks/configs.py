@@ -34,7 +34,7 @@ PRODUCT_ID = "bench-product"
 class Config:
     name: str
     label: str
-    kind: str  # "baseline" | "convotel" | "peer"
+    kind: str  # "baseline" | "convotel" | "peer" | "diagnostic" (shown, never judged)
     packages: tuple[str, ...] = ()  # distributions whose versions the report shows
     note: str = ""
 
@@ -54,6 +54,8 @@ OPENAI_CONFIGS = (
            "convotel.init(sink='greenflash') → its span processor → mapping → delivery → ingest server"),
     Config("convotel-bsp", "convotel: exporter in `BatchSpanProcessor`", "convotel", ("convotel-openai",),
            "ConvotelSpanExporter in the same BatchSpanProcessor as the peers, same mapping and delivery"),
+    Config("convotel-nosink", "convotel, sink `none` (diagnostic: no delivery)", "diagnostic", ("convotel-openai",),
+           "init(sink='none'): instrumentor, span processor and mapping; nothing is sent"),
     Config("openllmetry", "OpenLLMetry", "peer", ("opentelemetry-instrumentation-openai",)),
     Config("openinference", "OpenInference", "peer", ("openinference-instrumentation-openai",)),
     Config("otel-v2", "OTel official (openai-v2)", "peer",
@@ -68,6 +70,8 @@ LANGCHAIN_CONFIGS = (
            ("convotel-langchain", "convotel-openai"),
            "one line: convotel.init() injects the handler and patches the OpenAI client"),
     Config("convotel-bsp", "convotel: handler, exporter in `BatchSpanProcessor`", "convotel", ("convotel-langchain",)),
+    Config("convotel-nosink", "convotel: handler, sink `none` (diagnostic: no delivery)", "diagnostic",
+           ("convotel-langchain",), "CallbackHandler + init(sink='none'): spans and mapping; nothing is sent"),
     Config("openinference", "OpenInference", "peer", ("openinference-instrumentation-langchain",)),
     Config("openllmetry", "OpenLLMetry", "peer", ("opentelemetry-instrumentation-langchain",)),
 )
@@ -136,11 +140,11 @@ def _greenflash_env() -> None:
     os.environ["GREENFLASH_PRODUCT_ID"] = PRODUCT_ID
 
 
-def _convotel_init(instrumentors: list[str] | None) -> Setup:
+def _convotel_init(instrumentors: list[str] | None, *, sink: str = "greenflash") -> Setup:
     import convotel
 
     provider = _provider()
-    convotel.init(sink="greenflash", api_key=os.environ[ENV_INGEST_TOKEN], base_url=os.environ[ENV_INGEST],
+    convotel.init(sink=sink, api_key=os.environ[ENV_INGEST_TOKEN], base_url=os.environ[ENV_INGEST],
                   product_id=PRODUCT_ID, tracer_provider=provider, instrumentors=instrumentors,
                   service_name="convotel-bench")
 
@@ -148,6 +152,8 @@ def _convotel_init(instrumentors: list[str] | None) -> Setup:
         provider.force_flush(30_000)
         convotel.flush(30.0)
 
+    if sink == "none":
+        return Setup(flush, lambda: 0, "none")
     return Setup(flush, _ingest_counter(), "msg")
 
 
@@ -190,6 +196,10 @@ def setup_openai(name: str) -> Setup:
         provider, setup = _convotel_bsp()
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         return setup
+    if name == "convotel-nosink":
+        from convotel_openai import OpenAIInstrumentor  # noqa: F401
+
+        return _convotel_init(["openai"], sink="none")
     if name == "openllmetry":
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
@@ -237,6 +247,12 @@ def setup_langchain(name: str) -> Setup:
     if name == "convotel-bsp":
         provider, setup = _convotel_bsp()
         setup.invoke_config = {"callbacks": [_callback_handler(provider)]}
+        return setup
+    if name == "convotel-nosink":
+        from opentelemetry import trace
+
+        setup = _convotel_init([], sink="none")
+        setup.invoke_config = {"callbacks": [_callback_handler(trace.get_tracer_provider())]}
         return setup
     if name == "openinference":
         from openinference.instrumentation.langchain import LangChainInstrumentor

@@ -18,8 +18,11 @@ TARGETS = {"openai": 0.5, "langchain": 1 / 3}
 TARGET_TEXT = {"openai": "at most ½ of the lowest peer's", "langchain": "at most ⅓ of the better peer's"}
 #: the convotel row the target is judged on (the others are shown for comparison).
 PRIMARY = {"openai": "convotel", "langchain": "convotel"}
-#: more retained objects than this per call after gc.collect() is reported as a leak.
-LEAK_PER_CALL = 0.5
+#: a trend of more retained objects than this per call (after gc.collect()) is reported as a leak,
+#: judged only over at least LEAK_MIN_CALLS calls: a quick run is too short to tell. In-flight export
+#: state (queues, batches) makes the count swing by a few thousand objects, hence a robust slope.
+LEAK_PER_CALL = 2.0
+LEAK_MIN_CALLS = 500
 SUITE_TITLES = {"openai": "OpenAI SDK (`convotel-openai` vs peers)",
                 "langchain": "LangChain (`convotel-langchain` vs peers)"}
 
@@ -31,13 +34,15 @@ class Row:
     error: str = ""
     app: float = 0.0
     cpu: float = 0.0
-    app_spread: float = 0.0
-    cpu_spread: float = 0.0
     app_over: float | None = None
     cpu_over: float | None = None
+    thread_over: float | None = None
+    app_over_spread: float = 0.0
+    cpu_over_spread: float = 0.0
     per_call: float | None = None
     unit: str = ""
     retained_per_call: float | None = None
+    leak_calls: int = 0
 
     @property
     def measured(self) -> bool:
@@ -45,15 +50,31 @@ class Row:
 
 
 def _spread(values: list[float]) -> float:
-    """Half the interquartile range: a robust ± for the medians."""
+    """Half the interquartile range: a robust ± for a median."""
     if len(values) < 4:
         return (max(values) - min(values)) / 2 if values else 0.0
     q = statistics.quantiles(values, n=4)
     return (q[2] - q[0]) / 2
 
 
+def _slope(objects: list[int], calls_per_rep: int) -> float | None:
+    """Live objects gained per call: the Theil–Sen slope of the per-repetition counts."""
+    if len(objects) < 3 or calls_per_rep <= 0:
+        return None
+    slopes = [(objects[j] - objects[i]) / ((j - i) * calls_per_rep)
+              for i in range(len(objects)) for j in range(i + 1, len(objects))]
+    return statistics.median(slopes)
+
+
+def paired(values: list[float], baseline: list[float]) -> list[float]:
+    """Differences repetition by repetition: repetition r of every configuration ran in the same
+    interleaved round, so load that comes and goes on the machine cancels out."""
+    return [v - b for v, b in zip(values, baseline)]
+
+
 def rows_for(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> list[Row]:
     rows: list[Row] = []
+    raw: dict[str, dict[str, Any]] = {}
     for spec in SUITE_CONFIGS[suite]:
         res = results.get(spec.name)
         if res is None:
@@ -64,23 +85,32 @@ def rows_for(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> l
         sc = res["scenarios"].get(scenario)
         if sc is None:
             continue
-        if sc["status"] != "ok":
+        if sc["status"] != "ok" or not sc.get("cpu_us"):
             rows.append(Row(spec, "error", sc.get("error", "failed")))
             continue
+        raw[spec.name] = sc
         per_call = sc["delivered"] / sc["calls"] if sc["calls"] else 0.0
         row = Row(spec, "ok", app=statistics.median(sc["app_us"]), cpu=statistics.median(sc["cpu_us"]),
-                  app_spread=_spread(sc["app_us"]), cpu_spread=_spread(sc["cpu_us"]),
                   per_call=per_call if spec.kind != "baseline" else None, unit=res.get("unit", ""),
-                  retained_per_call=sc["objects_retained"] / sc["leak_calls"] if sc.get("leak_calls") else None)
-        if spec.kind != "baseline" and sc["delivered"] == 0:
+                  retained_per_call=_slope(sc.get("objects") or [], sc.get("calls_per_rep") or 0),
+                  leak_calls=max(0, len(sc.get("objects") or []) - 1) * (sc.get("calls_per_rep") or 0))
+        if spec.kind != "baseline" and res.get("unit") != "none" and sc["delivered"] == 0:
             row.status = "uninstrumented"
             row.error = f"nothing reached the backend (0 {row.unit or 'span'}s): this API is not instrumented"
         rows.append(row)
-    base = next((r for r in rows if r.config.kind == "baseline" and r.status == "ok"), None)
-    if base is not None:
+    base_row = next((r for r in rows if r.config.kind == "baseline" and r.status == "ok"), None)
+    if base_row is not None:
+        base = raw[base_row.config.name]
         for r in rows:
-            if r.measured:
-                r.app_over, r.cpu_over = r.app - base.app, r.cpu - base.cpu
+            if not r.measured or r is base_row:
+                continue
+            sc = raw[r.config.name]
+            app_d = paired(sc["app_us"], base["app_us"])
+            cpu_d = paired(sc["cpu_us"], base["cpu_us"])
+            r.app_over, r.cpu_over = statistics.median(app_d), statistics.median(cpu_d)
+            r.app_over_spread, r.cpu_over_spread = _spread(app_d), _spread(cpu_d)
+            if sc.get("thread_cpu_us") and base.get("thread_cpu_us"):
+                r.thread_over = statistics.median(paired(sc["thread_cpu_us"], base["thread_cpu_us"]))
     return rows
 
 
@@ -155,37 +185,77 @@ def _label(row: Row, versions: dict[str, str]) -> str:
     shown = [f"{versions[p]}" for p in row.config.packages if p in versions and row.config.kind == "peer"]
     if shown:
         label += f" {shown[0]}"
-    return f"**{label}**" if row.config.kind == "convotel" else label
+    return f"**{label}**" if row.config.kind == "convotel" else f"*{label}*" if row.config.kind == "diagnostic" else label
 
 
 def scenario_table(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> tuple[str, Verdict]:
     rows = rows_for(suite, scenario, results)
     best_app, best_cpu = best_peer(rows)
     lines = [
-        "| configuration | app thread µs/call | overhead µs | vs best peer | process CPU µs/call | overhead µs "
-        "| vs best peer | exported per call | retained objects per 1k calls |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| configuration | app thread µs/call | overhead µs | vs best peer | of which app-thread CPU µs "
+        "| process CPU µs/call | overhead µs | vs best peer | exported per call | retained objects per 1k calls |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         versions = results.get(r.config.name, {}).get("versions", {})
         label = _label(r, versions)
         if r.status == "error":
-            lines.append(f"| {label} | could not run: `{_cell(r.error)}` |||||||| ")
+            lines.append(f"| {label} | could not run: `{_cell(r.error)}` ||||||||| ")
             continue
-        app_vs = _ratio(ratio(r.app_over, best_app.app_over)) if best_app and r.config.kind != "baseline" else ""
-        cpu_vs = _ratio(ratio(r.cpu_over, best_cpu.cpu_over)) if best_cpu and r.config.kind != "baseline" else ""
+        baseline = r.config.kind == "baseline"
+        app_vs = _ratio(ratio(r.app_over, best_app.app_over)) if best_app and not baseline else ""
+        cpu_vs = _ratio(ratio(r.cpu_over, best_cpu.cpu_over)) if best_cpu and not baseline else ""
         if r.status == "uninstrumented":
             app_vs = cpu_vs = "not instrumented"
-        exported = "—" if r.per_call is None else f"{r.per_call:.2f} {r.unit or 'span'}"
+        exported = ("—" if r.per_call is None else "nothing (no sink)" if r.unit == "none"
+                    else f"{r.per_call:.2f} {r.unit or 'span'}")
         retained = "—" if r.retained_per_call is None else f"{r.retained_per_call * 1000:,.0f}"
-        if r.retained_per_call is not None and r.retained_per_call > LEAK_PER_CALL:
+        if r.retained_per_call is not None and r.retained_per_call > LEAK_PER_CALL and r.leak_calls >= LEAK_MIN_CALLS:
             retained += " ⚠"
-        lines.append(
-            f"| {label} | {_us(r.app)} ±{r.app_spread:.1f} | {_over(r.app_over) if r.config.kind != 'baseline' else '—'} "
-            f"| {app_vs} | {_us(r.cpu)} ±{r.cpu_spread:.1f} | {_over(r.cpu_over) if r.config.kind != 'baseline' else '—'} "
-            f"| {cpu_vs} | {exported} | {retained} |"
-        )
+        app_over = "—" if baseline else f"{_over(r.app_over)} ±{_us(r.app_over_spread)}"
+        cpu_over = "—" if baseline else f"{_over(r.cpu_over)} ±{_us(r.cpu_over_spread)}"
+        thread_over = "—" if baseline else _over(r.thread_over)
+        lines.append(f"| {label} | {_us(r.app)} | {app_over} | {app_vs} | {thread_over} | {_us(r.cpu)} | {cpu_over} "
+                     f"| {cpu_vs} | {exported} | {retained} |")
     return "\n".join(lines), verdict(suite, scenario, rows)
+
+
+def _thread_name(name: str) -> str:
+    return re.sub(r"^(Thread)-\d+", r"\1", name)
+
+
+def thread_breakdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
+    """Per configuration and scenario: where the process CPU overhead is spent, by thread."""
+    lines = ["| configuration | scenario | app thread, during the calls | app thread, in the end-of-repetition "
+             "flush | background threads |", "|---|---|--:|--:|---|"]
+    titles = {s.name: s.title for s in SUITE_SCENARIOS[suite]}
+    base = results.get("none", {}).get("scenarios", {})
+    for spec in SUITE_CONFIGS[suite]:
+        res = results.get(spec.name)
+        if spec.kind == "baseline" or res is None or res.get("status") != "ok":
+            continue
+        for name, sc in res["scenarios"].items():
+            b = base.get(name) or {}
+            reps, base_reps = sc.get("threads_us"), b.get("threads_us")
+            if sc.get("status") != "ok" or not reps or not base_reps:
+                continue
+            calls = paired(sc["thread_cpu_us"], b["thread_cpu_us"])
+            flush = paired([r.get("MainThread", 0.0) - t for r, t in zip(reps, sc["thread_cpu_us"])],
+                           [r.get("MainThread", 0.0) - t for r, t in zip(base_reps, b["thread_cpu_us"])])
+            per_thread: dict[str, float] = {}
+            for rep in reps:
+                for thread, us in rep.items():
+                    if thread != "MainThread":
+                        per_thread[_thread_name(thread)] = per_thread.get(_thread_name(thread), 0.0) + us / len(reps)
+            shown = ", ".join(f"`{t}` {_us(us)}" for t, us in sorted(per_thread.items(), key=lambda i: -i[1])
+                              if us >= 0.5) or "—"
+            lines.append(f"| {_label(Row(spec, 'ok'), res.get('versions', {}))} | {_cell(titles.get(name, name))} "
+                         f"| {_over(statistics.median(calls))} | {_over(statistics.median(flush))} | {shown} |")
+    if len(lines) == 2:
+        return ""
+    return ("<details><summary>Where the process CPU goes, by thread (µs per call over the baseline; per-thread "
+            "CPU clocks). The SDK's <code>BatchSpanProcessor</code> exports in the flushing thread, so the peers' "
+            "export shows in the flush column.</summary>\n\n" + "\n".join(lines) + "\n\n</details>\n")
 
 
 def suite_markdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
@@ -213,6 +283,9 @@ def suite_markdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
         parts.append(f"| {_cell(titles[v.scenario])} | {_cell(status)} | {_ratio(v.app_ratio)} | {_ratio(v.cpu_ratio)} |")
     parts.append("")
     parts.extend(t + "\n" for t in tables)
+    breakdown = thread_breakdown(suite, results)
+    if breakdown:
+        parts.append(breakdown)
     notes = sorted({n for res in results.values() for n in res.get("notes", [])})
     if notes:
         parts.append("Notes: " + "; ".join(notes) + ".\n")

@@ -1,10 +1,10 @@
 """Side-by-side overhead benchmarks: ``python -m benchmarks.run [--quick] [--update-readme README.md]``.
 
 Starts the loopback servers (fake OpenAI, OTLP receiver, Greenflash-compatible
-ingest), then runs every configuration in its own subprocess
-(``benchmarks.worker``), in ``--rounds`` rounds with the order reversed on
-every other round, and prints (and optionally writes into the README) one
-table per scenario. See ``benchmarks/README.md``.
+ingest), then runs every configuration in its own long-lived subprocess
+(``benchmarks.worker``), interleaving their repetitions, and prints (and
+optionally writes into the README) one table per scenario. See
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import argparse
 import json
 import os
 import platform
+import queue
 import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,8 +30,8 @@ from benchmarks.configs import (ENV_INGEST, ENV_INGEST_DB, ENV_INGEST_TOKEN, ENV
 from benchmarks.scenarios import SUITE_SCENARIOS
 
 ROOT = Path(__file__).resolve().parent
-FULL = {"rounds": 2, "reps": 5, "calls": 300, "warmup": 150}
-QUICK = {"rounds": 1, "reps": 2, "calls": 40, "warmup": 10}
+FULL = {"reps": 16, "calls": 100, "warmup": 60}
+QUICK = {"reps": 3, "calls": 20, "warmup": 5}
 #: Variables that would change what a configuration does; workers start without them.
 _SCRUB_PREFIXES = ("OTEL_", "GREENFLASH_", "CONVOTEL_", "TRACELOOP_", "OPENINFERENCE_", "OPENAI_", "LANGCHAIN_",
                    "LANGSMITH_")
@@ -78,72 +80,143 @@ def _start_servers(log_dir: Path, ingest: str) -> tuple[list[servers.Server], di
     return started, {**env, **bench_env}
 
 
-def _run_worker(suite: str, config: str, scenarios: list[str], params: dict[str, int], env: dict[str, str],
-                log_dir: Path, round_no: int, timeout_s: float) -> dict[str, Any]:
-    out = log_dir / f"{suite}-{config}-r{round_no}.json"
-    log = log_dir / f"{suite}-{config}-r{round_no}.log"
-    out.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "benchmarks.worker", "--suite", suite, "--config", config,
-            "--scenarios", ",".join(scenarios), "--warmup", str(params["warmup"]), "--reps", str(params["reps"]),
-            "--calls", str(params["calls"]), "--out", str(out)]
-    with log.open("w") as handle:
+class WorkerProcess:
+    """A configuration's long-lived worker (``benchmarks.worker``), one JSON line per command."""
+
+    def __init__(self, suite: str, config: str, env: dict[str, str], log_dir: Path, timeout_s: float) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+        self.log_path = log_dir / f"{suite}-{config}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.worker", "--suite", suite, "--config", config],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1, env=env,
+            cwd=str(ROOT.parent), start_new_session=True)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, name=f"bench-{config}", daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _tail(self) -> str:
+        self._log.flush()
+        lines = [x for x in self.log_path.read_text().strip().splitlines() if x.strip()]
+        return lines[-1][:200] if lines else "no output"
+
+    def read(self) -> dict[str, Any]:
         try:
-            proc = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout_s,
-                                  cwd=str(ROOT.parent))
-            code: int | str = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = f"timed out after {timeout_s:.0f} s"
-    if out.exists():
-        result = json.loads(out.read_text())
-        if code != 0:
-            result.setdefault("notes", []).append(f"the worker exited with {code} after writing its results")
-        return result
-    tail = log.read_text()[-600:].strip().splitlines()
-    return {"suite": suite, "config": config, "status": "error",
-            "error": f"worker exited with {code}: {tail[-1] if tail else 'no output'}", "scenarios": {}}
+            line = self._lines.get(timeout=self.timeout_s)
+        except queue.Empty:
+            self.kill()
+            raise RuntimeError(f"no answer within {self.timeout_s:.0f} s") from None
+        if line is None:
+            code = self.process.wait(10)
+            raise RuntimeError(f"worker exited with {code}: {self._tail()}")
+        return json.loads(line)
+
+    def ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps(command) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # read() reports why the worker is gone
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.ask({"cmd": "exit"})
+                self.process.wait(30)
+            except Exception:
+                self.kill()
+        self._log.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
 
-def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool the repetitions of every round of one configuration."""
-    merged = dict(rounds[0])
-    failed = next((r for r in rounds if r["status"] != "ok"), None)
-    if failed is not None:
-        return {**merged, "status": "error", "error": failed.get("error", "failed")}
-    scenarios: dict[str, Any] = {}
-    for name in rounds[0]["scenarios"]:
-        parts = [r["scenarios"].get(name, {"status": "error", "error": "missing"}) for r in rounds]
-        bad = next((p for p in parts if p["status"] != "ok"), None)
-        if bad is not None:
-            scenarios[name] = bad
-            continue
-        scenarios[name] = {
-            "status": "ok",
-            **{k: [v for p in parts for v in p[k]] for k in ("app_us", "app_p50_us", "cpu_us", "flush_ms")},
-            **{k: sum(p[k] for p in parts) for k in ("calls", "delivered", "objects_retained", "leak_calls")},
-        }
-    merged["scenarios"] = scenarios
-    merged["notes"] = sorted({n for r in rounds for n in r.get("notes", [])})
-    return merged
+def _failed(error: str) -> dict[str, Any]:
+    return {"status": "error", "error": error}
 
 
 def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[str, str], log_dir: Path,
               timeout_s: float, scenarios: list[str] | None = None) -> dict[str, Any]:
+    """Every configuration in its own process; repetitions interleaved across configurations."""
     names = [s.name for s in SUITE_SCENARIOS[suite] if scenarios is None or s.name in scenarios]
-    per_config: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
-    for round_no in range(params["rounds"]):
-        order = configs if round_no % 2 == 0 else list(reversed(configs))
-        for config in order:
+    weights = {s.name: s.weight for s in SUITE_SCENARIOS[suite]}
+    workers = {c: WorkerProcess(suite, c, env, log_dir, timeout_s) for c in configs}
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for config, worker in workers.items():
+            try:
+                results[config] = {**worker.read(), "scenarios": {}}
+            except RuntimeError as exc:
+                results[config] = {**_failed(str(exc)), "scenarios": {}}
+            if results[config]["status"] != "ok":
+                print(f"  [{suite}] {config}: could not run: {results[config]['error']}", file=sys.stderr, flush=True)
+                worker.kill()
+        alive = [c for c in configs if results[c]["status"] == "ok"]
+        for name in names:
             t0 = time.monotonic()
-            result = _run_worker(suite, config, names, params, env, log_dir, round_no, timeout_s)
-            per_config[config].append(result)
-            status = result["status"] if result["status"] != "ok" else ", ".join(
-                f"{n}: {s['status']}" for n, s in result["scenarios"].items())
-            print(f"  [{suite} round {round_no + 1}/{params['rounds']}] {config}: {status} "
-                  f"({time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
-    return {c: _merge(rs) for c, rs in per_config.items()}
+            calls = max(1, round(params["calls"] * weights[name]))
+            warmup = max(1, round(params["warmup"] * weights[name]))
+            active: list[str] = []
+            for config in alive:
+                try:
+                    answer = workers[config].ask({"cmd": "prepare", "scenario": name, "warmup": warmup})
+                except RuntimeError as exc:
+                    answer = _failed(str(exc))
+                if answer["status"] == "ok":
+                    active.append(config)
+                    results[config]["scenarios"][name] = {
+                        "status": "ok", "app_us": [], "app_p50_us": [], "cpu_us": [], "thread_cpu_us": [], "flush_ms": [],
+                        "calls": 0, "delivered": 0}
+                else:
+                    results[config]["scenarios"][name] = answer
+            for rep in range(params["reps"]):
+                k = rep % len(active) if active else 0
+                order = active[k:] + active[:k]
+                for config in (reversed(order) if rep % 2 else order):
+                    entry = results[config]["scenarios"][name]
+                    if entry["status"] != "ok":
+                        continue
+                    try:
+                        answer = workers[config].ask({"cmd": "rep", "scenario": name, "calls": calls})
+                    except RuntimeError as exc:
+                        answer = _failed(str(exc))
+                    if answer["status"] != "ok":
+                        results[config]["scenarios"][name] = answer
+                        continue
+                    for key in ("app_us", "app_p50_us", "cpu_us", "thread_cpu_us", "flush_ms"):
+                        entry[key].append(answer[key])
+                    entry["calls"] += answer["calls"]
+                    entry.setdefault("threads_us", []).append(answer.get("threads_us", {}))
+                    entry["delivered"] += answer["delivered"]
+            for config in active:
+                entry = results[config]["scenarios"][name]
+                if entry["status"] != "ok":
+                    continue
+                try:
+                    answer = workers[config].ask({"cmd": "finish", "scenario": name})
+                    entry["objects"] = answer.get("objects", [])
+                    entry["calls_per_rep"] = calls
+                except RuntimeError as exc:
+                    results[config]["scenarios"][name] = _failed(str(exc))
+            summary = ", ".join(f"{c}: {results[c]['scenarios'][name]['status']}" for c in alive)
+            print(f"  [{suite}] {name}: {summary} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return results
 
 
-def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ingest: str) -> str:
+def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ingest: str, load: str) -> str:
     versions = ", ".join(f"{p} {version(p)}" for p in (
         "openai", "langchain-core", "langchain-openai", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -151,19 +224,22 @@ def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ing
     backend = "`convotel serve` (SQLite)" if ingest == "serve" else "a minimal Greenflash-compatible receiver"
     return (
         f"Measured by `make bench` on {when} ({kind}{elapsed_s / 60:.1f} min): Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores ({_cpu_model()}), {versions}. "
-        f"{params['rounds']} round(s) × {params['reps']} repetitions × {params['calls']} calls per configuration "
-        f"and scenario, after {params['warmup']} warm-up calls; one subprocess per configuration and round.\n\n"
-        "How to read it: *app thread* is the wall time of the SDK call in the calling thread; *process CPU* is "
-        "`time.process_time()` over a repetition, including the flush of the telemetry pipeline at its end (so "
-        "background export threads are counted), divided by the calls. Values are medians over repetitions "
-        "(± half the interquartile range); *overhead* is the difference to the uninstrumented baseline, and "
-        "*vs best peer* divides it by the lowest overhead among the peers that instrument that API. "
+        f"{os.cpu_count()} cores ({_cpu_model()}; load average {load} at the start), {versions}. "
+        f"{params['reps']} repetitions of {params['calls']} calls (×0.35 to ×2 by scenario cost) per configuration "
+        f"and scenario after a warm-up; one subprocess per configuration, repetitions interleaved across "
+        "configurations.\n\n"
+        "How to read it: *app thread* is the wall time of the SDK call in the calling thread (*of which app-thread "
+        "CPU*: that thread's own CPU time, `time.thread_time()`); *process CPU* is `time.process_time()` over a "
+        "repetition, including the flush of the telemetry pipeline at its end (so background export threads are "
+        "counted), divided by the calls. Absolute values are medians over repetitions; *overhead* is the median "
+        "of the repetition-by-repetition differences to the uninstrumented baseline (± half their interquartile "
+        "range), and *vs best peer* divides it by the lowest overhead among the peers that instrument that API. "
         "Peers export through `BatchSpanProcessor` + OTLP/HTTP to a loopback OTLP receiver; convotel delivers "
         f"messages to {backend} on loopback; the fake OpenAI server and the backends run in their own processes. "
         "*Exported per call* counts what reached the backend (a configuration that exports nothing for an API "
-        "is marked not instrumented); *retained objects* is the growth of `gc.get_objects()` after "
-        "`gc.collect()` over the measured calls (⚠ = more than one object per two calls: a leak)."
+        "is marked not instrumented); *retained objects* is the trend of live objects (`gc.get_objects()` after "
+        "`gc.collect()`, Theil–Sen slope over the repetitions) per 1,000 calls (⚠ = more than 2 per call: a leak). "
+        "Rows in italics are diagnostics, never judged against the targets."
     )
 
 
@@ -175,9 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: few calls, one round")
     for key in FULL:
         parser.add_argument(f"--{key}", type=int, help=f"default {FULL[key]} (quick: {QUICK[key]})")
-    parser.add_argument("--ingest", choices=["serve", "fast"], default="serve",
-                        help="convotel's backend: `convotel serve` (default) or a minimal receiver")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per worker process")
+    parser.add_argument("--ingest", choices=["serve", "fast"], default="fast",
+                        help="convotel's backend: a minimal Greenflash-compatible receiver (default, as light as the "
+                             "peers' OTLP receiver) or the real `convotel serve` (validating, SQLite)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a worker may take to answer")
     parser.add_argument("--update-readme", type=Path, metavar="README", help="rewrite its bench section")
     parser.add_argument("--json", type=Path, default=ROOT / "results" / "latest.json", help="raw results")
     parser.add_argument("--markdown", type=Path, help="also write the Markdown section here")
@@ -192,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = args.scenarios.split(",") if args.scenarios else None
 
     started = time.monotonic()
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
     log_dir = Path(tempfile.mkdtemp(prefix="convotel-bench-"))
     print(f"benchmarks: logs in {log_dir}", file=sys.stderr, flush=True)
     running, env = _start_servers(log_dir, args.ingest)
@@ -207,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     elapsed = time.monotonic() - started
 
-    sections = [_environment_line(params, elapsed, args.quick, args.ingest)]
+    sections = [_environment_line(params, elapsed, args.quick, args.ingest, load)]
     sections += [report.suite_markdown(suite, results[suite]) for suite in suites]
     markdown = "\n\n".join(sections)
     print(markdown)
@@ -216,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                                      "log_dir": str(log_dir), "results": results}, indent=1))
     if args.markdown:
         args.markdown.write_text(markdown + "\n")
-    if args.update_readme:
+    if args.update_readme and args.quick:
+        print(f"benchmarks: a quick run does not update {args.update_readme}", file=sys.stderr)
+    elif args.update_readme:
         report.update_readme(args.update_readme, markdown)
         print(f"benchmarks: updated {args.update_readme}", file=sys.stderr)
     print(f"benchmarks: done in {elapsed:.0f} s; raw results in {args.json}", file=sys.stderr)

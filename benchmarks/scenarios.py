@@ -24,6 +24,9 @@ class Scenario:
     title: str
     build: Callable[[Setup], Callable[[], Any]]
     check: Callable[[Any], bool]
+    #: calls per repetition relative to ``--calls`` (cheap scenarios get more, so each repetition
+    #: takes roughly the same time)
+    weight: float = 1.0
 
 
 def _client() -> Any:
@@ -73,7 +76,7 @@ def _responses(setup: Setup) -> Callable[[], Any]:
 OPENAI_SCENARIOS = (
     Scenario("chat", "`chat.completions.create`", _chat, lambda r: bool(r.choices[0].message.content)),
     Scenario("chat-stream", "`chat.completions.create(stream=True)`, 40 chunks, read to the end", _chat_stream,
-             lambda r: isinstance(r, str) and r.startswith("Paris")),
+             lambda r: isinstance(r, str) and r.startswith("Paris"), weight=0.5),
     Scenario("responses", "`responses.create`", _responses, lambda r: bool(r.output_text)),
 )
 
@@ -161,11 +164,11 @@ def _agent(setup: Setup) -> Callable[[], Any]:
 
 LANGCHAIN_SCENARIOS = (
     Scenario("fake-chain", "prompt | fake chat model | parser (no I/O)", _fake_chain,
-             lambda r: isinstance(r, str) and r.startswith("Paris")),
+             lambda r: isinstance(r, str) and r.startswith("Paris"), weight=2.0),
     Scenario("openai-chain", "prompt | `ChatOpenAI` | parser (one HTTP call)", _openai_chain,
-             lambda r: isinstance(r, str) and r.startswith("Paris")),
+             lambda r: isinstance(r, str) and r.startswith("Paris"), weight=0.6),
     Scenario("agent", "tool-calling agent: `ChatOpenAI` → tool → `ChatOpenAI`", _agent,
-             lambda r: isinstance(r, str) and "umbrella" in r),
+             lambda r: isinstance(r, str) and "umbrella" in r, weight=0.35),
 )
 
 SUITE_SCENARIOS = {"openai": OPENAI_SCENARIOS, "langchain": LANGCHAIN_SCENARIOS}

@@ -1,16 +1,22 @@
-"""One configuration, measured in its own process: ``python -m benchmarks.worker --suite S --config C ...``.
+"""One configuration in its own process, driven by the orchestrator over a pipe.
 
-For each scenario: build the workload, check one result, warm up, then
-``--reps`` repetitions of ``--calls`` calls. Per repetition it records
+``python -m benchmarks.worker --suite S --config C`` sets the configuration up,
+then answers one JSON command per stdin line with one JSON line (on the
+original stdout; anything libraries print goes to stderr):
 
-- app-thread time: ``perf_counter_ns`` around each call in the calling thread (mean and median per call);
-- process CPU: ``time.process_time()`` over the repetition *including a flush of the telemetry
-  pipeline at its end* (so the export work of those calls is counted, in whatever thread it ran),
-  divided by the number of calls.
+- ``{"cmd": "prepare", "scenario": N, "warmup": W}``: build the workload, check one result, warm up;
+- ``{"cmd": "rep", "scenario": N, "calls": K}``: one repetition of ``K`` calls, returning
+  *app-thread time* (``perf_counter_ns`` around each call in the calling thread; mean and median)
+  and the calling thread's own CPU time (``time.thread_time()``), and *process CPU* (``time.process_time()`` over the repetition **including a flush of the
+  telemetry pipeline at its end**, so the export work of those calls is counted in whatever
+  thread it ran, divided by ``K``), plus what reached the backend during it;
+- ``{"cmd": "finish", "scenario": N}``: the number of live Python objects after each repetition
+  (after ``gc.collect()``, outside the timed windows), whose trend exposes leaks;
+- ``{"cmd": "exit"}``.
 
-After the repetitions it reads how many spans / messages reached the backend and how many Python
-objects the process retained per call (after ``gc.collect()``), which exposes leaks.
-The result is one JSON document written to ``--out``.
+The orchestrator keeps every configuration's process alive and interleaves their repetitions
+(only one runs at a time), so load that comes and goes on the machine hits every configuration
+alike, and no configuration pays another's start-up.
 """
 
 from __future__ import annotations
@@ -21,125 +27,138 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-from benchmarks.configs import SUITE_CONFIGS, SUITE_SETUP, version
+from benchmarks.configs import SUITE_CONFIGS, SUITE_SETUP, Setup, version
 from benchmarks.scenarios import SUITE_SCENARIOS
-
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def _error_text(exc: BaseException) -> str:
+def thread_cpu_ns() -> dict[str, int]:
+    """CPU time of every live Python thread, by thread name (Linux/Unix per-thread clocks)."""
+    out: dict[str, int] = {}
+    for thread in threading.enumerate():
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)  # type: ignore[arg-type]
+            out[thread.name] = out.get(thread.name, 0) + time.clock_gettime_ns(clock)
+        except (AttributeError, OSError, TypeError, OverflowError):
+            continue
+    return out
+
+
+def error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0].replace(_ROOT, "")
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def measure(call: Any, setup: Any, *, warmup: int, reps: int, calls: int) -> dict[str, Any]:
-    for _ in range(warmup):
-        call()
-    setup.flush()
-    gc.collect()
-    delivered_before = setup.delivered()
-    objects_before = 0
-    app_mean, app_median, cpu, flush_ms = [], [], [], []
-    perf = time.perf_counter_ns
-    for _ in range(reps):
+class Worker:
+    def __init__(self, suite: str, config: str) -> None:
+        self.suite = suite
+        spec = next(c for c in SUITE_CONFIGS[suite] if c.name == config)
+        self.info: dict[str, Any] = {"status": "ok", "versions": {p: version(p) for p in spec.packages},
+                                     "notes": [], "unit": ""}
+        self.setup: Setup | None = None
+        self.calls: dict[str, Callable[[], Any]] = {}
+        self.objects: dict[str, list[int]] = {}
+        try:
+            self.setup = SUITE_SETUP[suite](config)
+            self.info.update(unit=self.setup.unit, notes=self.setup.notes)
+        except Exception as exc:
+            self.info.update(status="error", error=error_text(exc), traceback=traceback.format_exc())
+
+    def prepare(self, scenario: str, warmup: int) -> dict[str, Any]:
+        assert self.setup is not None
+        spec = next(s for s in SUITE_SCENARIOS[self.suite] if s.name == scenario)
+        call = spec.build(self.setup)
+        if not spec.check(call()):
+            raise AssertionError("the app got an unexpected result with this configuration")
+        for _ in range(warmup):
+            call()
+        self.setup.flush()
+        self.calls[scenario] = call
+        return {"status": "ok"}
+
+    def rep(self, scenario: str, calls: int) -> dict[str, Any]:
+        setup, call = self.setup, self.calls[scenario]
+        assert setup is not None
         gc.collect()
+        delivered0 = setup.delivered()
         samples = [0] * calls
+        perf = time.perf_counter_ns
+        threads0 = thread_cpu_ns()
         cpu0 = time.process_time()
+        thread0 = time.thread_time()
         for i in range(calls):
             t0 = perf()
             call()
             samples[i] = perf() - t0
+        thread1 = time.thread_time()
         f0 = perf()
         setup.flush()
         f1 = perf()
         cpu1 = time.process_time()
-        app_mean.append(sum(samples) / calls / 1000)
-        app_median.append(statistics.median(samples) / 1000)
-        cpu.append((cpu1 - cpu0) / calls * 1e6)
-        flush_ms.append((f1 - f0) / 1e6)
-        if len(cpu) == 1:  # leak check: growth from the end of the first repetition to the end of the last
-            gc.collect()
-            objects_before = len(gc.get_objects())
-    gc.collect()
-    objects_after = len(gc.get_objects())
-    leak_calls = (reps - 1) * calls
-    measured = reps * calls
-    delivered = setup.delivered() - delivered_before
-    return {
-        "status": "ok",
-        "app_us": app_mean,
-        "app_p50_us": app_median,
-        "cpu_us": cpu,
-        "flush_ms": flush_ms,
-        "calls": measured,
-        "delivered": delivered,
-        "objects_retained": objects_after - objects_before if reps > 1 else 0,
-        "leak_calls": leak_calls,
-    }
+        threads1 = thread_cpu_ns()
+        threads_us = {name: (ns - threads0.get(name, 0)) / calls / 1000 for name, ns in threads1.items()
+                      if ns - threads0.get(name, 0) > 0}
+        delivered = setup.delivered() - delivered0
+        gc.collect()
+        self.objects.setdefault(scenario, []).append(len(gc.get_objects()))
+        return {"status": "ok", "app_us": sum(samples) / calls / 1000, "app_p50_us": statistics.median(samples) / 1000,
+                "cpu_us": (cpu1 - cpu0) / calls * 1e6, "thread_cpu_us": (thread1 - thread0) / calls * 1e6,
+                "flush_ms": (f1 - f0) / 1e6, "calls": calls, "delivered": delivered, "threads_us": threads_us}
 
+    def finish(self, scenario: str) -> dict[str, Any]:
+        """Live objects after each repetition (after ``gc.collect()``), for the leak check."""
+        return {"status": "ok", "objects": self.objects.get(scenario, [])}
 
-def run(suite: str, config: str, scenarios: list[str], *, warmup: int, reps: int, calls: int) -> dict[str, Any]:
-    spec = next(c for c in SUITE_CONFIGS[suite] if c.name == config)
-    result: dict[str, Any] = {
-        "suite": suite, "config": config, "status": "ok", "scenarios": {},
-        "versions": {p: version(p) for p in spec.packages}, "notes": [],
-    }
-    try:
-        setup = SUITE_SETUP[suite](config)
-    except Exception as exc:
-        result.update(status="error", error=_error_text(exc), traceback=traceback.format_exc())
-        return result
-    result["unit"] = setup.unit
-    result["notes"] = setup.notes
-    by_name = {s.name: s for s in SUITE_SCENARIOS[suite]}
-    for name in scenarios:
-        scenario = by_name[name]
+    def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        cmd = command["cmd"]
+        if cmd == "info":
+            return self.info
         try:
-            call = scenario.build(setup)
-            if not scenario.check(call()):
-                raise AssertionError("the app got an unexpected result with this configuration")
+            if cmd == "prepare":
+                return self.prepare(command["scenario"], command.get("warmup", 0))
+            if cmd == "rep":
+                return self.rep(command["scenario"], command["calls"])
+            if cmd == "finish":
+                return self.finish(command["scenario"])
         except Exception as exc:
-            result["scenarios"][name] = {"status": "error", "error": _error_text(exc),
-                                         "traceback": traceback.format_exc()}
-            continue
-        try:
-            result["scenarios"][name] = measure(call, setup, warmup=warmup, reps=reps, calls=calls)
-        except Exception as exc:
-            result["scenarios"][name] = {"status": "error", "error": _error_text(exc),
-                                         "traceback": traceback.format_exc()}
-    try:
-        setup.flush()
-    except Exception:
-        pass
-    return result
+            return {"status": "error", "error": error_text(exc), "traceback": traceback.format_exc()}
+        return {"status": "error", "error": f"unknown command {cmd!r}"}
+
+    def close(self) -> None:
+        if self.setup is not None:
+            try:
+                self.setup.flush()
+            except Exception:
+                pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--suite", required=True, choices=sorted(SUITE_CONFIGS))
     parser.add_argument("--config", required=True)
-    parser.add_argument("--scenarios", required=True, help="comma-separated scenario names")
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    result = run(args.suite, args.config, args.scenarios.split(","),
-                 warmup=args.warmup, reps=args.reps, calls=args.calls)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # The protocol owns the original stdout; whatever else is printed goes to stderr.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    worker = Worker(args.suite, args.config)
+    protocol.write(json.dumps(worker.info) + "\n")
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "exit":
+            break
+        protocol.write(json.dumps(worker.handle(command)) + "\n")
+    worker.close()
+    protocol.write(json.dumps({"status": "ok", "closed": True}) + "\n")
+    protocol.flush()
     return 0
 
 
 if __name__ == "__main__":
-    code = main()
-    # Skip atexit hooks' network waits being counted nowhere: the result is written; exit promptly
-    # but let instrumentors' shutdown run (a hang here is caught by the orchestrator's timeout).
-    sys.exit(code)
+    sys.exit(main())
