@@ -119,6 +119,38 @@ def test_linger_sends_without_a_flush(srv: FaultServer, make: Callable[..., Deli
     assert srv.delivered_ids() == ["a"]
 
 
+def test_linger_counts_from_submit_even_when_the_worker_takes_the_batch_later(
+        make: Callable[..., Delivery]) -> None:
+    import time
+
+    sent_at: dict[str, float] = {}
+
+    class Clocked:
+        name, max_request_bytes, max_messages_per_request = "clocked", 10**6, 100
+
+        def send(self, b: ConversationBatch) -> SendResult:
+            sent_at[b.conversation.key] = time.monotonic()
+            return SendResult({m.external_message_id: "created" for m in b.messages})
+
+        def close(self) -> None: ...
+
+    linger = 0.3
+    d = make(Clocked(), linger_s=linger)
+    submitted = {"c1": time.monotonic()}
+    d.submit([batch("c1", msg("a", 1))])
+    time.sleep(0.1)
+    # The worker sleeps until c1 is due and takes this batch only then (no wake-up of its own).
+    submitted["c2"] = time.monotonic()
+    d.submit([batch("c2", msg("b", 1))])
+    deadline = time.monotonic() + 10
+    while len(sent_at) < 2 and time.monotonic() < deadline:  # no flush: the timers alone send them
+        time.sleep(0.01)
+    assert set(sent_at) == {"c1", "c2"}
+    for key, at in sent_at.items():  # never before its own linger (later is allowed: a loaded machine)
+        assert at - submitted[key] >= linger
+    assert d.flush(5) and balanced(d.stats)
+
+
 def test_messages_sorted_by_time_with_parents_before_children(
         srv: FaultServer, make: Callable[..., Delivery]) -> None:
     d = make(linger_s=30)
@@ -586,6 +618,9 @@ def test_split_respects_both_limits_and_order(sizes: list[int], max_count: int) 
         assert len(dumps(batch("conv", *chunk, model="m").to_wire())) <= limit - SINK_HEADROOM_BYTES
     for m, size in plan.too_large:
         assert len(dumps(batch("conv", m, model="m").to_wire())) == size > limit - SINK_HEADROOM_BYTES
+    for chunk, after in zip(plan.requests, plan.requests[1:], strict=False):  # greedy: a chunk ends only when full
+        assert (len(chunk) == max_count
+                or len(dumps(batch("conv", *chunk, after[0], model="m").to_wire())) > limit - SINK_HEADROOM_BYTES)
 
 
 def test_sink_result_statuses_are_counted(make: Callable[..., Delivery]) -> None:

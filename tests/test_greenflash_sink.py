@@ -15,8 +15,13 @@ import orjson
 import pytest
 from faultserver import FaultServer
 from greenflash.types import CreateMessageResponse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from convotel.delivery import Delivery
+from convotel.delivery.plan import split
+from convotel.delivery.state import PlannedRequest
+from convotel.delivery.wire import dumps
 from convotel.messages import Conversation, ConversationBatch, Message
 from convotel.sinks.base import SinkError
 from convotel.sinks.console import ConsoleSink
@@ -229,3 +234,41 @@ def test_console_sink_prints_compact_lines() -> None:
     assert "tool_call" in lines[2] and "tool=weather" in lines[2] and "parent=u1" in lines[2]
     assert "\n" not in lines[3] and lines[3].rstrip().endswith("…'") and "parent=t1" in lines[3]
     assert result.created == 3
+
+
+# -- the body built from delivery's encoded messages is the plain encoding, byte for byte ---------
+
+_AWKWARD = st.sampled_from(['"messages":[]', '\\"messages\\":[]', "", "é ✓", "\x00", '"', "\\", "a" * 50])
+_TEXTS = st.one_of(_AWKWARD, st.text(max_size=20))
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> ConversationBatch:
+    messages = [
+        Message(f"m{i}", draw(st.sampled_from(["user_message", "tool_call", "final_response"])), 1_700_000_000 + i,
+                content=draw(st.one_of(st.none(), _TEXTS)),
+                parent_external_message_id=draw(st.one_of(st.none(), _TEXTS)),
+                input=draw(st.one_of(st.none(), st.dictionaries(_TEXTS, _TEXTS, max_size=2))),
+                properties=draw(st.one_of(st.none(), st.dictionaries(_TEXTS, _INT64, max_size=2))))
+        for i in range(draw(st.integers(1, 4)))
+    ]
+    return ConversationBatch(
+        Conversation(draw(_TEXTS), draw(_TEXTS), draw(st.one_of(st.none(), _TEXTS))), messages,
+        model=draw(st.one_of(st.none(), _TEXTS)),
+        system_prompt=draw(st.one_of(st.none(), _TEXTS, st.dictionaries(_TEXTS, _TEXTS, max_size=2))),
+        properties=draw(st.one_of(st.none(), st.dictionaries(_TEXTS, _TEXTS, max_size=2))),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(_batches(), st.one_of(st.none(), _TEXTS))
+def test_body_from_encoded_messages_is_byte_identical(batch: ConversationBatch, product_id: str | None) -> None:
+    sink = GreenflashSink(KEY, base_url="http://127.0.0.1:9", product_id=product_id)
+    plan = split(batch, batch.messages, max_bytes=10**7, max_count=100)
+    [encoded] = plan.encoded
+    planned = PlannedRequest(batch.conversation, batch.messages, batch.model, batch.system_prompt,
+                             batch.properties, encoded)
+    assert sink._body(planned) == dumps(batch.to_wire(product_id=product_id))
+    planned.message_json = None  # dropped after a failed attempt: encoded again, same bytes
+    assert sink._body(planned) == dumps(batch.to_wire(product_id=product_id))

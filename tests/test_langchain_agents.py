@@ -49,16 +49,7 @@ def rows(messages: list[Any]) -> list[Row]:
         parent = by_id.get(m.parent_external_message_id) if m.parent_external_message_id else None
         assert m.parent_external_message_id is None or parent is not None, f"{m} has an unknown parent"
         out.append((m.message_type, label(m), None if parent is None else f"{parent.message_type}:{label(parent)}"))
-    # Parallel tool calls finish in any order: sort each run of same-typed siblings.
-    canonical: list[Row] = []
-    i = 0
-    while i < len(out):
-        j = i
-        while j < len(out) and out[j][0] == out[i][0]:
-            j += 1
-        canonical.extend(sorted(out[i:j], key=repr))
-        i = j
-    return canonical
+    return rows_sorted(out)
 
 
 def assert_causal(messages: list[Any]) -> None:
@@ -85,6 +76,7 @@ def react_turn(workflow: str = "LangGraph", question: str = QUESTION, thought: s
 
 
 def rows_sorted(expected: list[Row]) -> list[Row]:
+    """Parallel tool calls finish in any order: sort each run of same-typed siblings."""
     canonical: list[Row] = []
     i = 0
     while i < len(expected):
@@ -104,18 +96,12 @@ def conversation(t: Traced, conversation_id: str) -> list[Row]:
 
 @pytest.fixture
 def openai_on(traced: Traced) -> OpenAIInstrumentor:
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=traced.provider)
-    traced.instrumentors.append(instrumentor)
-    return instrumentor
+    return traced.instrument(OpenAIInstrumentor())
 
 
 @pytest.fixture
 def auto(traced: Traced) -> LangChainInstrumentor:
-    instrumentor = LangChainInstrumentor()
-    instrumentor.instrument(tracer_provider=traced.provider)
-    traced.instrumentors.append(instrumentor)
-    return instrumentor
+    return traced.instrument(LangChainInstrumentor())
 
 
 def react_agent(server: Any, **kwargs: Any) -> Any:
@@ -172,9 +158,7 @@ def test_automatic_and_explicit_handler_give_the_same_messages(
     agent = react_agent(model_server)
     agent.invoke(ask(), config={"configurable": {"thread_id": "explicit"},
                                 "callbacks": [CallbackHandler(tracer_provider=traced.provider)]})
-    instrumentor = LangChainInstrumentor()
-    instrumentor.instrument(tracer_provider=traced.provider)
-    traced.instrumentors.append(instrumentor)
+    traced.instrument(LangChainInstrumentor())
     agent.invoke(ask(), config={"configurable": {"thread_id": "automatic"}})
     # Instrumented, and a handler passed explicitly as well: still one handler, no duplicates.
     agent.invoke(ask(), config={"configurable": {"thread_id": "both"},

@@ -44,9 +44,8 @@ def scripted_answer(question: str) -> str:
 
 @pytest.fixture
 def instrumented(traced: Traced) -> Traced:
-    for instrumentor in (OpenAIInstrumentor(), LangChainInstrumentor()):
-        instrumentor.instrument(tracer_provider=traced.provider)
-        traced.instrumentors.append(instrumentor)
+    traced.instrument(OpenAIInstrumentor())
+    traced.instrument(LangChainInstrumentor())
     return traced
 
 

@@ -115,6 +115,12 @@ class Traced:
     server: Any  # conftest.IngestServer
     instrumentors: list[Any] = field(default_factory=list)
 
+    def instrument(self, instrumentor: Any) -> Any:
+        """Instrument into this provider; uninstrumented when the test ends."""
+        instrumentor.instrument(tracer_provider=self.provider)
+        self.instrumentors.append(instrumentor)
+        return instrumentor
+
     def flush(self) -> None:
         assert self.provider.force_flush(10_000)
         assert self.pipeline.flush(10.0)

@@ -51,8 +51,13 @@ class SpanRecord:
         return self.end_ns is not None
 
 
-def _hex(value: int, width: int) -> str:
-    return format(value, f"0{width}x")
+def _attributes_copy(span: Any) -> dict[str, Any]:
+    # The SDK's attributes are a BoundedAttributes behind a mappingproxy: copying through the
+    # Mapping protocol runs Python code per key, copying its inner dict is one C call.
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if type(inner) is dict:
+        return inner.copy()
+    return dict(span.attributes or {})
 
 
 def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
@@ -66,21 +71,21 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
     events = tuple(
         SpanEvent(e.name, e.timestamp, MappingProxyType(dict(e.attributes or {}))) for e in span.events
     ) if span.events else ()
-    scope = span.instrumentation_scope.name if span.instrumentation_scope is not None else ""
-    resource = span.resource.attributes if span.resource is not None else _EMPTY
+    scope = span.instrumentation_scope
+    resource = span.resource
     return SpanRecord(
-        trace_id=_hex(ctx.trace_id, 32),
-        span_id=_hex(ctx.span_id, 16),
-        parent_span_id=_hex(parent.span_id, 16) if parent is not None else None,
-        name=span.name,
-        start_ns=span.start_time or 0,
-        end_ns=None if started else span.end_time,
-        attributes=MappingProxyType(dict(span.attributes or {})),
-        status_error=status is not None and status.status_code.name == "ERROR",
-        status_message=status.description if status is not None else None,
-        events=events,
-        resource=resource,
-        scope=scope,
+        format(ctx.trace_id, "032x"),
+        format(ctx.span_id, "016x"),
+        format(parent.span_id, "016x") if parent is not None else None,
+        span.name,
+        span.start_time or 0,
+        None if started else span.end_time,
+        MappingProxyType(_attributes_copy(span)),
+        status is not None and status.status_code.name == "ERROR",
+        status.description if status is not None else None,
+        events,
+        resource.attributes if resource is not None else _EMPTY,
+        scope.name if scope is not None else "",
     )
 
 

@@ -35,6 +35,25 @@ _ORDER = ("api_key", "card", "email", "phone")
 #: Secrets are never content worth keeping: this pattern is on unless turned off explicitly.
 DEFAULT_PATTERNS: tuple[str, ...] = ("api_key",)
 
+# Cheap necessary conditions, one per pattern: a text for which it is False has no match, so the
+# regex (the costly part) is skipped. Each is a substring test of what every match must contain,
+# so it holds for a join of many texts whenever it holds for one of them.
+_PHONE_HINT = re.compile(r"\d\)?[ .-]\d{3}")  # area code (or its closing parenthesis), separator, 3 digits
+_CARD_HINT = re.compile(r"\d[ -]?\d[ -]?\d[ -]?\d")  # a card number starts with four digits
+
+
+def _maybe_api_key(text: str) -> bool:
+    return ("sk-" in text or "AKIA" in text or "AIza" in text or "xox" in text or ("_" in text and "gh" in text)
+            or "bearer" in text.lower())
+
+
+_HINTS: dict[str, Callable[[str], object]] = {
+    "api_key": _maybe_api_key,
+    "email": lambda text: "@" in text,
+    "phone": _PHONE_HINT.search,
+    "card": _CARD_HINT.search,
+}
+
 
 def _luhn_ok(digits: str) -> bool:
     total, parity = 0, len(digits) % 2
@@ -64,51 +83,92 @@ def build_text_redactor(patterns: Iterable[str], hook: TextHook | None = None) -
     if not chosen and hook is None:
         return None
 
+    subs = tuple((name, _HINTS[name], None if name == "card" else PATTERNS[name], f"[REDACTED:{name}]")
+                 for name in chosen)
+
     def redact(text: str) -> str:
-        for name in chosen:
-            text = _redact_cards(text) if name == "card" else PATTERNS[name].sub(f"[REDACTED:{name}]", text)
+        for _, hint, pattern, replacement in subs:
+            if hint(text):
+                text = _redact_cards(text) if pattern is None else pattern.sub(replacement, text)
         return hook(text) if hook is not None else text
 
+    if hook is None:
+        # Without a hook, a batch none of whose texts passes a hint is left as it is (see redact_batches).
+        redact.might_change = lambda text: any(hint(text) for _, hint, _, _ in subs)  # type: ignore[attr-defined]
     return redact
 
 
 def _walk(value: Any, redact: TextHook) -> Any:
+    """``value`` with every string passed through ``redact``; the same object when nothing changed."""
     if isinstance(value, str):
-        return redact(value)
+        new = redact(value)
+        return value if new == value else new
     if isinstance(value, dict):
-        return {k: _walk(v, redact) for k, v in value.items()}
+        walked = {k: _walk(v, redact) for k, v in value.items()}
+        return value if all(walked[k] is v for k, v in value.items()) else walked
     if isinstance(value, list):
-        return [_walk(v, redact) for v in value]
+        items = [_walk(v, redact) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
 
 
 def _message(message: Message, redact: TextHook) -> Message:
     props = message.properties
     if props and "alternatives" in props:
-        props = {**props, "alternatives": _walk(props["alternatives"], redact)}
-    return replace(
-        message,
-        content=_walk(message.content, redact),
-        context=_walk(message.context, redact),
-        input=_walk(message.input, redact),
-        output=_walk(message.output, redact),
-        properties=props,
-    )
+        alternatives = _walk(props["alternatives"], redact)
+        if alternatives is not props["alternatives"]:
+            props = {**props, "alternatives": alternatives}
+    content = _walk(message.content, redact)
+    context = _walk(message.context, redact)
+    inputs = _walk(message.input, redact)
+    output = _walk(message.output, redact)
+    if (content is message.content and context is message.context and inputs is message.input
+            and output is message.output and props is message.properties):
+        return message  # frozen: sharing it is safe, and rebuilding it costs more than the check
+    return replace(message, content=content, context=context, input=inputs, output=output, properties=props)
+
+
+def _texts(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _texts(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _texts(v, out)
+
+
+def _batch_texts(batch: ConversationBatch) -> str:
+    """Every string redaction looks at in the batch, joined by NUL (no pattern matches across it)."""
+    out: list[str] = []
+    for m in batch.messages:
+        for value in (m.content, m.context, m.input, m.output):
+            if value is not None:
+                _texts(value, out)
+        if m.properties and "alternatives" in m.properties:
+            _texts(m.properties["alternatives"], out)
+    if batch.system_prompt is not None:
+        _texts(batch.system_prompt, out)
+    return "\x00".join(out)
 
 
 def redact_batches(batches: list[ConversationBatch], redact: TextHook) -> list[ConversationBatch]:
-    """Pure: new batches with every outgoing string passed through ``redact``."""
+    """Pure: new batches with every outgoing string passed through ``redact``.
+
+    A redactor with a ``might_change(text)`` precheck (built-in patterns, no hook) is first asked
+    about all of a batch's texts at once; a batch it clears keeps its messages as they are.
+    """
+    might_change = getattr(redact, "might_change", None)
     out = []
     for batch in batches:
-        out.append(
-            ConversationBatch(
-                conversation=batch.conversation,
-                messages=[_message(m, redact) for m in batch.messages],
-                model=batch.model,
-                system_prompt=_walk(batch.system_prompt, redact),
-                properties=batch.properties,
-            )
-        )
+        if might_change is not None and not might_change(_batch_texts(batch)):
+            messages, system_prompt = list(batch.messages), batch.system_prompt
+        else:
+            messages = [_message(m, redact) for m in batch.messages]
+            system_prompt = _walk(batch.system_prompt, redact)
+        out.append(ConversationBatch(conversation=batch.conversation, messages=messages, model=batch.model,
+                                     system_prompt=system_prompt, properties=batch.properties))
     return out
 
 
@@ -121,6 +181,9 @@ def _safe(redact: TextHook) -> TextHook:
             logger.warning("convotel: the redact hook failed; withholding that text", exc_info=True)
             return "[REDACTED:hook-error]"
 
+    might_change = getattr(redact, "might_change", None)
+    if might_change is not None:
+        guarded.might_change = might_change  # type: ignore[attr-defined]
     return guarded
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import random
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 
 from convotel.delivery.plan import causal_order, hold_orphans, split
 from convotel.delivery.spool import Spool, decode, encode
-from convotel.delivery.state import BatchEntry, ConvState
+from convotel.delivery.state import BatchEntry, ConvState, PlannedRequest
 from convotel.delivery.stats import Counters, DeliveryStats
 from convotel.messages import Conversation, ConversationBatch, Message
 from convotel.sinks.base import Sink, SinkError
@@ -80,6 +81,7 @@ class Delivery:
         self._max_bytes = int(getattr(sink, "max_request_bytes", 4_000_000))
         self._max_count = int(getattr(sink, "max_messages_per_request", 500))
         self._linger_s = linger_s
+        self._quantum = min(linger_s / 4, 0.05) if linger_s > 0 else 0.0
         self._hold_s = parent_hold_s
         self._max_pending = max_pending_messages
         self._max_retries = max_retries
@@ -100,14 +102,21 @@ class Delivery:
 
     # -- state ----------------------------------------------------------------------------
     def _reset(self) -> None:
-        # Guarded by _cond.
-        self._cond = threading.Condition()
-        self._intake: deque[tuple[ConversationBatch, int | None]] = deque()
+        # Guarded by _cond. Two conditions on one lock: ``_cond`` wakes the worker, ``_progress``
+        # wakes flush() callers, so neither wakes the other for nothing.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._progress = threading.Condition(lock)
+        self._intake: deque[tuple[ConversationBatch, int | None, float]] = deque()
+        # When the waiting worker wakes up by itself (monotonic; inf: only when told); None while
+        # it works. submit() wakes it only for a batch due before then (see _enqueue).
+        self._asleep_until: float | None = None
         self._pending = 0  # messages accepted into memory and not yet resolved (the bound)
         self._spooled_only = 0  # messages accepted onto disk only, not yet loaded
         self._accepted = 0  # batches accepted (sequence numbers handed out)
         self._done_through = 0  # every batch with a sequence number <= this is resolved
         self._force = 0  # flush() calls in progress: send now, hold nothing
+        self._flush_targets: list[int] = []  # what each waiting flush() waits for (woken only then)
         self._force_gen = 0
         self._stop = False
         self._backlog = False  # newer batches wait on disk only (memory full, or recovery)
@@ -198,6 +207,7 @@ class Delivery:
 
     def _enqueue(self, batch: ConversationBatch, n: int, body: bytes | None) -> str | None:
         """Accept a batch (memory, or disk only while the spool has a backlog); else the reason."""
+        now = time.monotonic()
         with self._cond:
             counters = self._counters
             counters.submitted += n
@@ -211,16 +221,20 @@ class Delivery:
                 self._backlog = self._spool_news = True
                 self._spooled_only += n
                 self._accepted += 1
-                self._cond.notify_all()
+                self._cond.notify()
                 return None
             if full or self._backlog:  # jumping ahead of a backlog would break sequence order
                 counters.dropped["queue_full"] += n
                 return "queue_full"
             rowid = self._spool_put(n, body) if body is not None else None
-            self._intake.append((batch, rowid))
+            self._intake.append((batch, rowid, now))
             self._pending += n
             self._accepted += 1
-            self._cond.notify_all()
+            # A sleeping worker that wakes up before this batch is due takes it then (its linger
+            # counts from now, not from when it is taken): one wake-up instead of two.
+            asleep_until = self._asleep_until
+            if asleep_until is not None and asleep_until > self._due(now):
+                self._cond.notify()
             return None
 
     def _spool_put(self, n: int, body: bytes) -> int | None:
@@ -244,16 +258,18 @@ class Delivery:
                 return True
             self._force += 1
             self._force_gen += 1
-            self._cond.notify_all()
+            self._flush_targets.append(target)
+            self._cond.notify()
             try:
                 while self._done_through < target:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not self._worker.is_alive():
                         return False
-                    self._cond.wait(min(remaining, 0.5))  # re-check that the worker is alive
+                    self._progress.wait(min(remaining, 0.5))  # re-check that the worker is alive
                 return True
             finally:
                 self._force -= 1
+                self._flush_targets.remove(target)
 
     def shutdown(self, timeout_s: float = 30.0) -> bool:
         """Flush within the deadline, stop the worker, close the sink. Safe to call twice."""
@@ -265,7 +281,7 @@ class Delivery:
         ok = self.flush(timeout_s)
         with self._cond:
             self._stop = True
-            self._cond.notify_all()
+            self._cond.notify()
         if self._worker.is_alive():
             self._worker.join(max(0.0, deadline - time.monotonic()))
         left = self.stats.pending
@@ -308,7 +324,11 @@ class Delivery:
                     now = time.monotonic()
                     if next_at is not None and next_at <= now:
                         break
-                    self._cond.wait(None if next_at is None else next_at - now)
+                    self._asleep_until = math.inf if next_at is None else next_at
+                    try:
+                        self._cond.wait(None if next_at is None else next_at - now)
+                    finally:
+                        self._asleep_until = None
                 if self._stop:
                     return
                 items = list(self._intake)
@@ -326,11 +346,18 @@ class Delivery:
                 next_at = time.monotonic() + _ERROR_PAUSE_S
             self._publish()
 
-    def _step(self, items: list[tuple[ConversationBatch, int | None]], *, backlog: bool, force: bool,
+    def _due(self, accepted_at: float) -> float:
+        """When a batch accepted at ``accepted_at`` is due: after ``linger_s``, rounded up to a grid of
+        a quarter of it, so that conversations started close together leave in one wake-up of the
+        worker, back to back (cheaper than one wake-up each), and none leaves before its linger."""
+        due = accepted_at + self._linger_s
+        quantum = self._quantum
+        return math.ceil(due / quantum) * quantum if quantum > 0 else due
+
+    def _step(self, items: list[tuple[ConversationBatch, int | None, float]], *, backlog: bool, force: bool,
               new_force: bool) -> float | None:
-        now = time.monotonic()
-        for batch, rowid in items:
-            self._ingest(batch, rowid, now, force)
+        for batch, rowid, accepted_at in items:
+            self._ingest(batch, rowid, accepted_at, force)
         if new_force and force:
             for conv in list(self._convs.values()):
                 self._schedule(conv, force)
@@ -339,7 +366,7 @@ class Delivery:
             self._load_backlog(force)
         return self._timers[0][0] if self._timers else None
 
-    def _ingest(self, batch: ConversationBatch, rowid: int | None, now: float, force: bool) -> None:
+    def _ingest(self, batch: ConversationBatch, rowid: int | None, accepted_at: float, force: bool) -> None:
         self._ingested += 1
         seq = self._ingested
         if rowid is not None:
@@ -364,7 +391,7 @@ class Delivery:
             self._live[mkey] = [seq]
             entry.remaining += 1
             if not conv.pending:
-                conv.due = now + self._linger_s
+                conv.due = self._due(accepted_at)
             conv.pending[m.external_message_id] = m
         self._counters.skipped += skipped
         self._released += skipped
@@ -460,13 +487,21 @@ class Delivery:
             self._send_head(conv)
 
     def _plan(self, conv: ConvState, now: float, force: bool) -> None:
-        since = {mid: first_seen for mid, (_, first_seen) in conv.held.items()}
-        candidates = [m for m, _ in conv.held.values()] + list(conv.pending.values())
-        conv.pending, conv.held = {}, {}
-        send, wait, orphans = hold_orphans(
-            candidates, since, now=now, hold_s=self._hold_s, release_all=force,
-            is_sent=lambda mid: (conv.key, mid) in self._sent,
-        )
+        pending = conv.pending
+        if not conv.held and all(m.parent_external_message_id is None or m.parent_external_message_id in pending
+                                 for m in pending.values()):
+            # Nothing held and every parent is in this request (or there is none): nothing waits.
+            conv.pending = {}
+            send, wait, orphans = list(pending.values()), [], []
+            since: dict[str, float] = {}
+        else:
+            since = {mid: first_seen for mid, (_, first_seen) in conv.held.items()}
+            candidates = [m for m, _ in conv.held.values()] + list(pending.values())
+            conv.pending, conv.held = {}, {}
+            send, wait, orphans = hold_orphans(
+                candidates, since, now=now, hold_s=self._hold_s, release_all=force,
+                is_sent=lambda mid: (conv.key, mid) in self._sent,
+            )
         for m in wait:
             conv.held[m.external_message_id] = (m, since.get(m.external_message_id, now))
         for m in orphans:
@@ -484,7 +519,7 @@ class Delivery:
             logger.error("convotel: message %s of conversation %s cannot be encoded as JSON (%s); dropped",
                          m.external_message_id, conv.key, exc)
             self._drop(conv, [m], "unencodable")
-        conv.outbox.extend(conv.request(chunk) for chunk in plan.requests)
+        conv.outbox.extend(conv.request(chunk, data) for chunk, data in zip(plan.requests, plan.encoded, strict=True))
 
     def _send_head(self, conv: ConvState) -> None:
         request = conv.outbox[0]
@@ -519,6 +554,9 @@ class Delivery:
 
     def _failed(self, conv: ConvState, request: ConversationBatch, err: SinkError) -> None:
         messages = request.messages
+        for waiting in conv.outbox:  # the bytes are for a prompt send; a retry encodes again
+            if isinstance(waiting, PlannedRequest):
+                waiting.message_json = None
         if err.too_large:
             conv.outbox.popleft()
             if len(messages) > 1:
@@ -599,4 +637,6 @@ class Delivery:
             self._released = 0
             oldest = next(iter(self._batches), None)
             self._done_through = self._ingested if oldest is None else oldest - 1
-            self._cond.notify_all()
+            # Only flush() waits for progress: wake it when what it waits for is done, not per request.
+            if self._flush_targets and self._done_through >= min(self._flush_targets):
+                self._progress.notify_all()

@@ -81,6 +81,9 @@ def hold_orphans(
 @dataclass(slots=True)
 class Split:
     requests: list[list[Message]] = field(default_factory=list)
+    #: Each request's messages as encoded for sizing (``wire.dumps(m.to_wire())``), so a sink can
+    #: build the body from them instead of encoding every message again.
+    encoded: list[list[bytes]] = field(default_factory=list)
     too_large: list[tuple[Message, int]] = field(default_factory=list)  # (message, request size alone)
     unencodable: list[tuple[Message, Exception]] = field(default_factory=list)
 
@@ -95,21 +98,26 @@ def split(envelope: ConversationBatch, messages: list[Message], *, max_bytes: in
     base = len(dumps(empty.to_wire()))
     result = Split()
     current: list[Message] = []
+    encoded: list[bytes] = []
     size = base
     for m in messages:
         try:
-            own = len(dumps(m.to_wire()))
+            data = dumps(m.to_wire())
         except Exception as exc:  # noqa: BLE001 - any encoding failure makes this one message undeliverable
             result.unencodable.append((m, exc))
             continue
+        own = len(data)
         if base + own > budget:
             result.too_large.append((m, base + own))
             continue
         if current and (size + 1 + own > budget or len(current) >= max_count):
             result.requests.append(current)
-            current, size = [], base
+            result.encoded.append(encoded)
+            current, encoded, size = [], [], base
         size += own + (1 if current else 0)
         current.append(m)
+        encoded.append(data)
     if current:
         result.requests.append(current)
+        result.encoded.append(encoded)
     return result

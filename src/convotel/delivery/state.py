@@ -8,6 +8,20 @@ from typing import Any
 from convotel.messages import Conversation, ConversationBatch, Message
 
 
+class PlannedRequest(ConversationBatch):
+    """A request as delivery planned it: also carries its messages encoded as they were sized
+    (``message_json``), for a sink that builds its body from them; ``None`` once dropped (after a
+    failed attempt, so that requests waiting out an outage do not hold their bytes twice)."""
+
+    __slots__ = ("message_json",)
+
+    def __init__(self, conversation: Conversation, messages: list[Message], model: str | None,
+                 system_prompt: str | dict[str, Any] | None, properties: dict[str, Any] | None,
+                 message_json: list[bytes] | None) -> None:
+        super().__init__(conversation, messages, model, system_prompt, properties)
+        self.message_json = message_json
+
+
 class BatchEntry:
     """One accepted batch: how many of its messages are unresolved, and its spool row."""
 
@@ -51,8 +65,9 @@ class ConvState:
         if batch.properties is not None:
             self.properties = batch.properties
 
-    def request(self, messages: list[Message]) -> ConversationBatch:
-        return ConversationBatch(self.conversation, messages, self.model, self.system_prompt, self.properties)
+    def request(self, messages: list[Message], message_json: list[bytes] | None = None) -> PlannedRequest:
+        return PlannedRequest(self.conversation, messages, self.model, self.system_prompt, self.properties,
+                              message_json)
 
     def hold_expiry(self, hold_s: float) -> float:
         return min(since for _, since in self.held.values()) + hold_s

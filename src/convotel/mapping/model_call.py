@@ -118,9 +118,15 @@ class _Emitter:
         self.messages: list[Message] = []
         self.clock = Clock(scope.record.start_ns)
         self.known_calls: set[str] = set()
+        #: Properties for the next message added (merged over its own), then cleared.
+        self.facts: dict[str, Any] | None = None
 
     def add(self, message_type: MessageType, key: str, parent: str | None, **fields: Any) -> str:
         message_id = self.scope.id(key)
+        facts = self.facts
+        if facts is not None:
+            self.facts = None
+            fields["properties"] = {**(fields.get("properties") or {}), **facts}
         self.messages.append(
             Message(
                 external_message_id=message_id,
@@ -192,16 +198,15 @@ def map_model_call(scope: SpanScope, options: MappingOptions) -> ConversationBat
     # A stream that broke (or that the app gave up on by raising) after output arrived: the app
     # saw that output, so it is delivered, marked partial, and the failure follows it.
     partial_output = failed and choice is not None and bool(scope.attrs.get(semconv.PARTIAL)) and _has_output(choice)
+    facts = _call_facts(scope, choice, outputs[1:])
+    # The facts ride on the first message the call produced (built with them: no copy afterwards),
+    # else (or at the verbose level) on its llm message.
+    emit.facts = facts if facts and not options.verbose else None
     if choice is not None and (not failed or partial_output):
         out_link = chain(link, choice.canonical())
         emit.assistant(choice, out_link, anchor, final=_is_final_answer(scope, history))
-
-    facts = _call_facts(scope, choice, outputs[1:])
-    # The facts ride on the first message the call produced, else (or at the verbose level) on its llm message.
+    emit.facts = None
     facts_on_output = len(emit.messages) > first_produced and not options.verbose
-    if facts_on_output and facts:
-        first = emit.messages[first_produced]
-        emit.messages[first_produced] = first.with_changes(properties={**(first.properties or {}), **facts})
     if failed or options.verbose or not facts_on_output:
         llm_props = {} if facts_on_output else dict(facts)
         if failed:

@@ -81,6 +81,12 @@ def as_text(value: Any) -> str | None:
 
 
 def _from_parts(role: str, parts: list[Any], finish_reason: str | None) -> ChatMessage:
+    if len(parts) == 1:  # the usual message: one text part (the general loop below gives the same)
+        part = parts[0]
+        if type(part) is dict and part.get("type") == "text":
+            content = part.get("content")
+            if type(content) is str:
+                return ChatMessage(role, content or None, None, (), None, None, finish_reason)
     texts: list[str] = []
     reasoning: list[str] = []
     # A part without "content" was withheld (capture off): there was text, we may not see it.

@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -43,19 +43,21 @@ from convotel.instrumentation import capture_content, json_attr
 
 from . import _messages as msgs
 from . import _scopes as scopes
+from ._spans import hex_span_id as _hex_span_id
+from ._spans import record_failure as _fail
 from .package import TRACER_NAME
 from .version import __version__
 
 logger = logging.getLogger("convotel_langchain")
 
 _NODE_TAG = "graph:step:"
-_OPENING = ("workflow", "task", "chain_start")
 #: LangGraph control-flow exceptions: a pause or a jump, not a failure.
 _CONTROL_FLOW = frozenset({"GraphInterrupt", "GraphBubbleUp", "NodeInterrupt", "ParentCommand", "GraphRecursionError"})
 _CONVERSATION_KEYS = ("thread_id", "conversation_id", "session_id")
 _USER_KEYS = ("user_id", "userId")
 _ORG_KEYS = ("organization_id", "org_id")
 _DEFAULT_MAX_RUNS = 100_000
+_MODEL_PARAMS = (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens"))
 
 _reported: set[str] = set()
 
@@ -72,38 +74,63 @@ def _env_verbose() -> bool:
     return os.environ.get("CONVOTEL_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _hex_span_id(span: Span) -> str:
-    return format(span.get_span_context().span_id, "016x")
+def _first(md: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` with a truthy value in ``md``, as a string."""
+    for key in keys:
+        value = md.get(key)
+        if value:
+            return str(value)
+    return None
+
+
+def _is_node(tags: list[str] | None) -> bool:
+    """LangGraph tags a graph node's run ``graph:step:N``."""
+    if tags:
+        for tag in tags:
+            if tag.startswith(_NODE_TAG):
+                return True
+    return False
+
+
+def _given_name(explicit: Any, serialized: Any, default: str) -> Any:
+    """A run's name: LangChain's ``name``, else the serialized object's, else ``default``."""
+    return explicit or (serialized.get("name") if isinstance(serialized, Mapping) else None) or default
 
 
 class _Run:
-    """What the handler knows about one active run; dropped when the run ends."""
+    """What the handler knows about one active run; dropped when the run ends.
 
-    __slots__ = (
-        "parent", "name", "start_ns", "span", "kind", "agent", "graph", "struct_id", "parent_struct",
-        "conv", "capture", "undo", "pending_prompt", "prompt_templates", "inputs",
-    )
+    Most runs are plain chains that never change most of these: the defaults live on the
+    class, and a new run sets only what it inherits from its parent.
+    """
+
+    start_ns = 0
+    span: Span | None = None
+    #: structural message type of this run's span (workflow, task, chain_start) or None
+    kind: str | None = None
+    graph = False
+    undo: list[scopes.Undo] | None = None
+    pending_prompt: tuple[tuple[str, ...], str] | None = None
+    prompt_templates: list[tuple[str, list[str]]] | None = None
+    inputs: Any = None
 
     def __init__(self, parent: _Run | None, name: str) -> None:
         self.parent = parent
         self.name = name
-        self.start_ns = 0
-        self.span: Span | None = None
-        #: structural message type of this run's span (workflow, task, chain_start) or None
-        self.kind: str | None = None
-        #: nearest agent run (graph or AgentExecutor) at or above this one
-        self.agent: _Run | None = parent.agent if parent is not None else None
-        self.graph = False
-        #: span id of the nearest structural run at or above this one (what children thread under)
-        self.struct_id: str | None = parent.struct_id if parent is not None else None
-        #: this run's own structural parent (its span's ``convotel.parent_span_id``)
-        self.parent_struct = self.struct_id
-        self.conv: dict[str, Any] = parent.conv if parent is not None else {}
-        self.capture = parent.capture if parent is not None else True
-        self.undo: list[scopes.Undo] | None = None
-        self.pending_prompt: tuple[tuple[str, ...], str] | None = None
-        self.prompt_templates: list[tuple[str, list[str]]] | None = None
-        self.inputs: Any = None
+        if parent is None:
+            self.agent: _Run | None = None
+            self.struct_id: str | None = None
+            self.parent_struct: str | None = None
+            self.conv: dict[str, Any] = {}
+            self.capture = True
+        else:
+            #: nearest agent run (graph or AgentExecutor) at or above this one
+            self.agent = parent.agent
+            #: span id of the nearest structural run at or above this one (what children thread under);
+            #: ``parent_struct`` is this run's own structural parent (its span's ``convotel.parent_span_id``)
+            self.struct_id = self.parent_struct = parent.struct_id
+            self.conv = parent.conv
+            self.capture = parent.capture
 
     def span_parent(self) -> Span | None:
         run: _Run | None = self
@@ -153,9 +180,10 @@ class CallbackHandler(BaseCallbackHandler):
         """Runs started and not yet ended (for tests and diagnostics)."""
         return len(self._runs)
 
-    def _new_run(self, run_id: UUID, parent_run_id: UUID | None, name: str,
-                 metadata: Mapping[str, Any] | None) -> _Run:
-        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+    def _owner(self, run_id: UUID | None) -> _Run | None:
+        return self._runs.get(run_id) if run_id is not None else None
+
+    def _new_run(self, run_id: UUID, parent: _Run | None, name: str, metadata: Mapping[str, Any] | None) -> _Run:
         if parent is not None and parent.span is None and parent.kind is not None:
             self._materialize(parent)  # its kind is known: it must exist before its first child
         run = _Run(parent, name)
@@ -184,14 +212,14 @@ class CallbackHandler(BaseCallbackHandler):
     def _conversation(self, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         """Conversation attributes of a top-level run: explicit context, then LangGraph thread / metadata."""
         ctx = current()
+        if ctx is None and not metadata:
+            return {}
         md = metadata or {}
         conv_id = ctx.conversation_id if ctx is not None else None
         if not conv_id:
-            conv_id = next((str(md[k]) for k in _CONVERSATION_KEYS if md.get(k)), None)
-        user_id = (ctx.user_id if ctx is not None else None) or next(
-            (str(md[k]) for k in _USER_KEYS if md.get(k)), None)
-        org_id = (ctx.organization_id if ctx is not None else None) or next(
-            (str(md[k]) for k in _ORG_KEYS if md.get(k)), None)
+            conv_id = _first(md, _CONVERSATION_KEYS)
+        user_id = (ctx.user_id if ctx is not None else None) or _first(md, _USER_KEYS)
+        org_id = (ctx.organization_id if ctx is not None else None) or _first(md, _ORG_KEYS)
         attrs: dict[str, Any] = {}
         if conv_id:
             attrs[semconv.CONVERSATION_ID] = conv_id
@@ -287,23 +315,45 @@ class CallbackHandler(BaseCallbackHandler):
         if graph.span is None:
             self._materialize(graph)
 
-    def _finish(self, run_id: UUID) -> _Run | None:
-        run = self._runs.pop(run_id, None)
-        if run is not None and run.undo:
-            scopes.undo_all(run.undo)
-            run.undo = None
-        return run
+    # -- the one way runs start and end ------------------------------------------------------
+    def _start(self, where: str, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any] | None,
+               name: Any, describe: Callable[..., tuple[str, dict[str, Any], SpanKind]], *args: Any) -> None:
+        """Start a model, tool or retriever run: ``describe(run, *args)`` gives its span's name, attributes
+        and kind. The span is current while the run runs; a model call also claims the OpenAI call it makes."""
+        try:
+            run = self._new_run(run_id, self._owner(parent_run_id), str(name), metadata)
+            span_name, attrs, kind = describe(run, *args)
+            span = self._start_span(run, span_name, attrs, kind=kind)
+            if kind is SpanKind.CLIENT:
+                # The OpenAI client call this model makes is the same logical event: mark it covered.
+                self._keep(run, scopes.enter_model_call(_hex_span_id(span)))
+            self._attach(run, span)
+        except Exception:
+            _report(where)
 
-    @staticmethod
-    def _fail(span: Span, error: BaseException) -> None:
-        if not span.is_recording():
-            return
-        span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
-        status = getattr(error, "status_code", None)
-        if isinstance(status, int):
-            span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status)
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
+    def _end(self, where: str, run_id: UUID, value: Any, record: Callable[[_Run, Span, Any], None], *,
+             remember_prompt: bool = False) -> None:
+        """End a run: put back what it made current, ``record(run, span, value)`` on its (recording) span,
+        end the span. A chain whose kind became known late gets its span now."""
+        try:
+            run = self._runs.pop(run_id, None)
+            if run is None:
+                return
+            if run.undo:
+                scopes.undo_all(run.undo)
+                run.undo = None
+            if remember_prompt and run.prompt_templates is not None and run.parent is not None:
+                self._remember_prompt(run, value)
+            if run.span is None and run.kind is not None:
+                self._materialize(run)
+            span = run.span
+            if span is None:
+                return
+            if span.is_recording():
+                record(run, span, value)
+            span.end()
+        except Exception:
+            _report(where)
 
     # -- chains, graphs, agents -----------------------------------------------------------------
     def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID,
@@ -319,17 +369,17 @@ class CallbackHandler(BaseCallbackHandler):
         if not name and isinstance(serialized, Mapping):
             name = serialized.get("name") or (serialized.get("id") or ["chain"])[-1]
         name = str(name or "chain")
-        node = bool(tags) and any(t.startswith(_NODE_TAG) for t in tags)  # type: ignore[union-attr]
-        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        node = _is_node(tags)
+        parent = self._owner(parent_run_id)
         if node and parent is not None and not parent.graph:
             self._promote_graph(parent)
-        run = self._new_run(run_id, parent_run_id, name, metadata)
+        run = self._new_run(run_id, parent, name, metadata)
         if serialized is not None and run.capture:
             templates = msgs.system_templates(serialized)
             if templates:
                 run.prompt_templates = templates
                 run.inputs = inputs
-        if run.parent is None:
+        if parent is None:
             md = metadata or {}
             graph = md.get("ls_integration") == "langgraph" and "langgraph_node" not in md
             if graph or name == "AgentExecutor":
@@ -367,277 +417,68 @@ class CallbackHandler(BaseCallbackHandler):
                 self._keep(run, scopes.enter_run(run.struct_id))
             self._attach(run, run.span_parent())
 
+    def _remember_prompt(self, run: _Run, outputs: Any) -> None:
+        """A ``ChatPromptTemplate`` ran: its parent keeps the rendered system texts and the
+        ``systemPrompt`` they came from, for the model call that follows (:meth:`_prompt_for`)."""
+        rendered = msgs.rendered_system_texts(outputs)
+        if rendered is not None:
+            prompt = msgs.system_prompt(run.prompt_templates, run.inputs)  # type: ignore[arg-type]
+            run.parent.pending_prompt = (rendered, json_attr(prompt))  # type: ignore[union-attr]
+
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None:
-                return
-            if run.prompt_templates is not None and run.parent is not None:
-                rendered = msgs.rendered_system_texts(outputs)
-                if rendered is not None:
-                    prompt = msgs.system_prompt(run.prompt_templates, run.inputs)
-                    run.parent.pending_prompt = (rendered, json_attr(prompt))
-            if run.span is None and run.kind is not None:
-                self._materialize(run)
-            span = run.span
-            if span is None:
-                return
-            if run.kind == "chain_start" and run.capture and span.is_recording():
-                span.set_attribute(semconv.OUTPUT_VALUE, json_attr(outputs))
-            span.end()
-        except Exception:
-            _report("on_chain_end")
+        self._end("on_chain_end", run_id, outputs, _chain_outputs, remember_prompt=True)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None:
-                return
-            if run.span is None and run.kind is not None:
-                self._materialize(run)
-            span = run.span
-            if span is None:
-                return
-            if not any(c.__name__ in _CONTROL_FLOW for c in type(error).__mro__):
-                self._fail(span, error)
-            span.end()
-        except Exception:
-            _report("on_chain_error")
+        self._end("on_chain_error", run_id, error, _chain_failure)
 
     # -- model calls ----------------------------------------------------------------------------
     def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: list[list[Any]], *, run_id: UUID,
                             parent_run_id: UUID | None = None, tags: list[str] | None = None,
                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        try:
-            run = self._new_run(run_id, parent_run_id, "chat", metadata)
-            history = messages[0] if messages else []
-            attrs = self._model_attributes(semconv.OP_CHAT, serialized, metadata, kwargs)
-            system, system_texts, entries = msgs.input_messages(history, run.capture)
-            attrs[semconv.INPUT_MESSAGES] = json_attr(entries)
-            if system is not None:
-                attrs[semconv.SYSTEM_INSTRUCTIONS] = json_attr(system)
-                prompt = self._prompt_for(run, tuple(system_texts)) if run.capture else None
-                if prompt is not None:
-                    attrs[semconv.SYSTEM_PROMPT] = prompt
-            self._model_span(run, attrs)
-        except Exception:
-            _report("on_chat_model_start")
+        self._start("on_chat_model_start", run_id, parent_run_id, metadata, "chat", _chat_span, messages, metadata,
+                    kwargs)
 
     def on_llm_start(self, serialized: dict[str, Any] | None, prompts: list[str], *, run_id: UUID,
                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
                      metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        try:
-            run = self._new_run(run_id, parent_run_id, "llm", metadata)
-            attrs = self._model_attributes(semconv.OP_TEXT_COMPLETION, serialized, metadata, kwargs)
-            text = prompts[0] if prompts else ""
-            part = {"type": "text", "content": text} if run.capture else {"type": "text"}
-            attrs[semconv.INPUT_MESSAGES] = json_attr([{"role": "user", "parts": [part]}])
-            self._model_span(run, attrs)
-        except Exception:
-            _report("on_llm_start")
-
-    @staticmethod
-    def _model_attributes(operation: str, serialized: Any, metadata: Mapping[str, Any] | None,
-                          kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        attrs: dict[str, Any] = {semconv.OPERATION_NAME: operation}
-        params = kwargs.get("invocation_params") or {}
-        md = metadata or {}
-        model = params.get("model") or params.get("model_name") or md.get("ls_model_name")
-        if isinstance(model, str) and model:
-            attrs[semconv.REQUEST_MODEL] = model
-        provider = md.get("ls_provider")
-        if isinstance(provider, str) and provider:
-            attrs[semconv.PROVIDER_NAME] = provider
-        for key, attr in (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens")):
-            value = params.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                attrs[attr] = value
-        n = params.get("n")
-        if isinstance(n, int) and n > 1:
-            attrs[semconv.REQUEST_CHOICE_COUNT] = n
-        return attrs
-
-    def _model_span(self, run: _Run, attrs: dict[str, Any]) -> None:
-        model = attrs.get(semconv.REQUEST_MODEL)
-        operation = attrs[semconv.OPERATION_NAME]
-        span = self._start_span(run, f"{operation} {model}" if model else operation, attrs, kind=SpanKind.CLIENT)
-        # The OpenAI client call this model makes is the same logical event: mark it covered.
-        self._keep(run, scopes.enter_model_call(_hex_span_id(span)))
-        self._attach(run, span)
-
-    def _prompt_for(self, run: _Run, system_texts: tuple[str, ...]) -> str | None:
-        """The ``ChatPromptTemplate`` that rendered this call's system prompt, if it ran just before."""
-        holder = run.parent
-        for _ in range(3):
-            if holder is None:
-                return None
-            pending = holder.pending_prompt
-            if pending is not None and pending[0] == system_texts:
-                return pending[1]
-            holder = holder.parent
-        return None
+        self._start("on_llm_start", run_id, parent_run_id, metadata, "llm", _completion_span, prompts, metadata,
+                    kwargs)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None or run.span is None:
-                return
-            span = run.span
-            if span.is_recording():
-                self._apply_response(run, span, response)
-            span.end()
-        except Exception:
-            _report("on_llm_end")
-
-    def _apply_response(self, run: _Run, span: Span, response: Any) -> None:
-        generations = getattr(response, "generations", None) or []
-        choices = generations[0] if generations else []
-        capture = run.capture
-        if choices:
-            span.set_attribute(semconv.OUTPUT_MESSAGES, json_attr([msgs.output_message(g, capture) for g in choices]))
-            reasons = [r for r in (msgs.finish_reason(g) for g in choices) if r]
-            if reasons:
-                span.set_attribute(semconv.RESPONSE_FINISH_REASONS, reasons)
-            agent = run.agent
-            if agent is not None and agent.graph and msgs.is_text_only(choices[0]):
-                # The answer that ends an agent run; a sub-agent's answer stays an assistant message.
-                span.set_attribute(semconv.FINAL_RESPONSE, agent.kind == "workflow")
-        first = getattr(choices[0], "message", None) if choices else None
-        llm_output = getattr(response, "llm_output", None) or {}
-        meta = getattr(first, "response_metadata", None) or {}
-        model = meta.get("model_name") or meta.get("model") or llm_output.get("model_name")
-        if isinstance(model, str) and model:
-            span.set_attribute(semconv.RESPONSE_MODEL, model)
-        response_id = meta.get("id") or llm_output.get("id")
-        if isinstance(response_id, str) and response_id:
-            span.set_attribute(semconv.RESPONSE_ID, response_id)
-        usage = getattr(first, "usage_metadata", None)
-        if usage:
-            self._usage(span, usage.get("input_tokens"), usage.get("output_tokens"))
-            details = usage.get("output_token_details") or {}
-            if isinstance(details.get("reasoning"), int):
-                span.set_attribute(semconv.USAGE_REASONING_TOKENS, details["reasoning"])
-            cached = (usage.get("input_token_details") or {}).get("cache_read")
-            if isinstance(cached, int):
-                span.set_attribute(semconv.USAGE_CACHE_READ_INPUT_TOKENS, cached)
-        else:
-            token_usage = llm_output.get("token_usage") or llm_output.get("usage") or {}
-            if isinstance(token_usage, Mapping):
-                self._usage(span, token_usage.get("prompt_tokens", token_usage.get("input_tokens")),
-                            token_usage.get("completion_tokens", token_usage.get("output_tokens")))
-
-    @staticmethod
-    def _usage(span: Span, input_tokens: Any, output_tokens: Any) -> None:
-        if isinstance(input_tokens, int):
-            span.set_attribute(semconv.USAGE_INPUT_TOKENS, input_tokens)
-        if isinstance(output_tokens, int):
-            span.set_attribute(semconv.USAGE_OUTPUT_TOKENS, output_tokens)
+        self._end("on_llm_end", run_id, response, _response)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None or run.span is None:
-                return
-            self._fail(run.span, error)
-            run.span.end()
-        except Exception:
-            _report("on_llm_error")
+        self._end("on_llm_error", run_id, error, _failure)
 
     # -- tools ----------------------------------------------------------------------------------
     def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *, run_id: UUID,
                       parent_run_id: UUID | None = None, tags: list[str] | None = None,
                       metadata: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
                       **kwargs: Any) -> None:
-        try:
-            name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
-            run = self._new_run(run_id, parent_run_id, str(name), metadata)
-            attrs: dict[str, Any] = {semconv.OPERATION_NAME: semconv.OP_EXECUTE_TOOL, semconv.TOOL_NAME: run.name}
-            call_id = kwargs.get("tool_call_id")
-            if isinstance(call_id, str) and call_id:
-                attrs[semconv.TOOL_CALL_ID] = call_id
-            if run.capture:
-                attrs[semconv.TOOL_CALL_ARGUMENTS] = json_attr(inputs if inputs is not None else input_str)
-                description = (serialized or {}).get("description")
-                if isinstance(description, str) and description:
-                    attrs["gen_ai.tool.description"] = description
-            self._attach(run, self._start_span(run, f"execute_tool {run.name}", attrs))
-        except Exception:
-            _report("on_tool_start")
+        self._start("on_tool_start", run_id, parent_run_id, metadata,
+                    _given_name(kwargs.get("name"), serialized, "tool"), _tool_span, serialized, input_str, inputs,
+                    kwargs.get("tool_call_id"))
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None or run.span is None:
-                return
-            span = run.span
-            message = _tool_message(output)
-            if span.is_recording():
-                if run.capture:
-                    content = getattr(message, "content", output) if message is not None else output
-                    span.set_attribute(semconv.TOOL_CALL_RESULT,
-                                       content if isinstance(content, str) else json_attr(_plain(content)))
-                if message is not None and getattr(message, "status", None) == "error":
-                    span.set_attribute(semconv.ERROR_TYPE, "ToolError")
-                    span.set_status(Status(StatusCode.ERROR, msgs.content_text(getattr(message, "content", None))
-                                           if run.capture else "ToolError"))
-            span.end()
-        except Exception:
-            _report("on_tool_end")
+        self._end("on_tool_end", run_id, output, _tool_output)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None or run.span is None:
-                return
-            self._fail(run.span, error)
-            run.span.end()
-        except Exception:
-            _report("on_tool_error")
+        self._end("on_tool_error", run_id, error, _failure)
 
     # -- retrievers -----------------------------------------------------------------------------
     def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *, run_id: UUID,
                            parent_run_id: UUID | None = None, tags: list[str] | None = None,
                            metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        try:
-            name = kwargs.get("name") or (serialized or {}).get("name") or "retriever"
-            run = self._new_run(run_id, parent_run_id, str(name), metadata)
-            attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: "retrieval"}
-            if run.capture:
-                attrs[semconv.INPUT_VALUE] = json_attr({"query": query})
-            self._attach(run, self._start_span(run, run.name, attrs))
-        except Exception:
-            _report("on_retriever_start")
+        self._start("on_retriever_start", run_id, parent_run_id, metadata,
+                    _given_name(kwargs.get("name"), serialized, "retriever"), _retriever_span, query)
 
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None or run.span is None:
-                return
-            span = run.span
-            if span.is_recording():
-                if run.capture:
-                    docs = [_document(d) for d in documents]
-                    span.set_attribute(semconv.OUTPUT_VALUE, json_attr({"documents": docs}))
-                else:
-                    span.set_attribute(semconv.OUTPUT_VALUE, json_attr({"count": len(documents)}))
-            span.end()
-        except Exception:
-            _report("on_retriever_end")
+        self._end("on_retriever_end", run_id, documents, _documents)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            run = self._finish(run_id)
-            if run is None or run.span is None:
-                return
-            self._fail(run.span, error)
-            run.span.end()
-        except Exception:
-            _report("on_retriever_error")
+        self._end("on_retriever_error", run_id, error, _failure)
 
     # -- point events: thoughts, custom events, retries --------------------------------------------
-    def _owner(self, run_id: UUID | None) -> _Run | None:
-        return self._runs.get(run_id) if run_id is not None else None
-
     def _event_span(self, owner: _Run | None, name: str, attrs: dict[str, Any]) -> None:
         """A span for an instantaneous event inside ``owner`` (thread, conversation, trace from it)."""
         if owner is not None and owner.span is None and owner.kind is not None:
@@ -699,6 +540,174 @@ class CallbackHandler(BaseCallbackHandler):
                 span.add_event("retry", attrs)
         except Exception:
             _report("on_retry")
+
+
+# -- what a run's span says when it starts ---------------------------------------------------------
+def _model_attributes(operation: str, metadata: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {semconv.OPERATION_NAME: operation}
+    params = kwargs.get("invocation_params") or {}
+    md = metadata or {}
+    model = params.get("model") or params.get("model_name") or md.get("ls_model_name")
+    if isinstance(model, str) and model:
+        attrs[semconv.REQUEST_MODEL] = model
+    provider = md.get("ls_provider")
+    if isinstance(provider, str) and provider:
+        attrs[semconv.PROVIDER_NAME] = provider
+    for key, attr in _MODEL_PARAMS:
+        value = params.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            attrs[attr] = value
+    n = params.get("n")
+    if isinstance(n, int) and n > 1:
+        attrs[semconv.REQUEST_CHOICE_COUNT] = n
+    return attrs
+
+
+def _model_span_name(attrs: Mapping[str, Any]) -> str:
+    model = attrs.get(semconv.REQUEST_MODEL)
+    operation = attrs[semconv.OPERATION_NAME]
+    return f"{operation} {model}" if model else operation
+
+
+def _chat_span(run: _Run, messages: list[list[Any]], metadata: Mapping[str, Any] | None,
+               kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any], SpanKind]:
+    history = messages[0] if messages else []
+    attrs = _model_attributes(semconv.OP_CHAT, metadata, kwargs)
+    system, system_texts, entries = msgs.input_messages(history, run.capture)
+    attrs[semconv.INPUT_MESSAGES] = json_attr(entries)
+    if system is not None:
+        attrs[semconv.SYSTEM_INSTRUCTIONS] = json_attr(system)
+        prompt = _prompt_for(run, tuple(system_texts)) if run.capture else None
+        if prompt is not None:
+            attrs[semconv.SYSTEM_PROMPT] = prompt
+    return _model_span_name(attrs), attrs, SpanKind.CLIENT
+
+
+def _completion_span(run: _Run, prompts: list[str], metadata: Mapping[str, Any] | None,
+                     kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any], SpanKind]:
+    attrs = _model_attributes(semconv.OP_TEXT_COMPLETION, metadata, kwargs)
+    text = prompts[0] if prompts else ""
+    part = {"type": "text", "content": text} if run.capture else {"type": "text"}
+    attrs[semconv.INPUT_MESSAGES] = json_attr([{"role": "user", "parts": [part]}])
+    return _model_span_name(attrs), attrs, SpanKind.CLIENT
+
+
+def _prompt_for(run: _Run, system_texts: tuple[str, ...]) -> str | None:
+    """The ``ChatPromptTemplate`` that rendered this call's system prompt, if it ran just before."""
+    holder = run.parent
+    for _ in range(3):
+        if holder is None:
+            return None
+        pending = holder.pending_prompt
+        if pending is not None and pending[0] == system_texts:
+            return pending[1]
+        holder = holder.parent
+    return None
+
+
+def _tool_span(run: _Run, serialized: Any, input_str: str, inputs: Any,
+               call_id: Any) -> tuple[str, dict[str, Any], SpanKind]:
+    attrs: dict[str, Any] = {semconv.OPERATION_NAME: semconv.OP_EXECUTE_TOOL, semconv.TOOL_NAME: run.name}
+    if isinstance(call_id, str) and call_id:
+        attrs[semconv.TOOL_CALL_ID] = call_id
+    if run.capture:
+        attrs[semconv.TOOL_CALL_ARGUMENTS] = json_attr(inputs if inputs is not None else input_str)
+        description = (serialized or {}).get("description")
+        if isinstance(description, str) and description:
+            attrs["gen_ai.tool.description"] = description
+    return f"execute_tool {run.name}", attrs, SpanKind.INTERNAL
+
+
+def _retriever_span(run: _Run, query: str) -> tuple[str, dict[str, Any], SpanKind]:
+    attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: "retrieval"}
+    if run.capture:
+        attrs[semconv.INPUT_VALUE] = json_attr({"query": query})
+    return run.name, attrs, SpanKind.INTERNAL
+
+
+# -- what a run's (recording) span records when it ends --------------------------------------------
+def _failure(run: _Run, span: Span, error: BaseException) -> None:
+    _fail(span, error)
+
+
+def _chain_failure(run: _Run, span: Span, error: BaseException) -> None:
+    if not any(c.__name__ in _CONTROL_FLOW for c in type(error).__mro__):
+        _fail(span, error)
+
+
+def _chain_outputs(run: _Run, span: Span, outputs: Any) -> None:
+    if run.kind == "chain_start" and run.capture:
+        span.set_attribute(semconv.OUTPUT_VALUE, json_attr(outputs))
+
+
+def _response(run: _Run, span: Span, response: Any) -> None:
+    """Output messages, finish reasons, response model and id, token usage: one ``set_attributes``."""
+    generations = getattr(response, "generations", None) or []
+    choices = generations[0] if generations else []
+    capture = run.capture
+    attrs: dict[str, Any] = {}
+    first = None
+    if choices:
+        outputs = [msgs.output_message(g, capture) for g in choices]
+        attrs[semconv.OUTPUT_MESSAGES] = json_attr(outputs)
+        reasons = [o["finish_reason"] for o in outputs if o.get("finish_reason")]
+        if reasons:
+            attrs[semconv.RESPONSE_FINISH_REASONS] = reasons
+        agent = run.agent
+        if agent is not None and agent.graph and msgs.is_text_only(choices[0]):
+            # The answer that ends an agent run; a sub-agent's answer stays an assistant message.
+            attrs[semconv.FINAL_RESPONSE] = agent.kind == "workflow"
+        first = getattr(choices[0], "message", None)
+    llm_output = getattr(response, "llm_output", None) or {}
+    meta = getattr(first, "response_metadata", None) or {}
+    model = meta.get("model_name") or meta.get("model") or llm_output.get("model_name")
+    if isinstance(model, str) and model:
+        attrs[semconv.RESPONSE_MODEL] = model
+    response_id = meta.get("id") or llm_output.get("id")
+    if isinstance(response_id, str) and response_id:
+        attrs[semconv.RESPONSE_ID] = response_id
+    usage = getattr(first, "usage_metadata", None)
+    if usage:
+        _usage(attrs, usage.get("input_tokens"), usage.get("output_tokens"))
+        details = usage.get("output_token_details") or {}
+        if isinstance(details.get("reasoning"), int):
+            attrs[semconv.USAGE_REASONING_TOKENS] = details["reasoning"]
+        cached = (usage.get("input_token_details") or {}).get("cache_read")
+        if isinstance(cached, int):
+            attrs[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = cached
+    else:
+        token_usage = llm_output.get("token_usage") or llm_output.get("usage") or {}
+        if isinstance(token_usage, Mapping):
+            _usage(attrs, token_usage.get("prompt_tokens", token_usage.get("input_tokens")),
+                   token_usage.get("completion_tokens", token_usage.get("output_tokens")))
+    if attrs:
+        span.set_attributes(attrs)
+
+
+def _usage(attrs: dict[str, Any], input_tokens: Any, output_tokens: Any) -> None:
+    if isinstance(input_tokens, int):
+        attrs[semconv.USAGE_INPUT_TOKENS] = input_tokens
+    if isinstance(output_tokens, int):
+        attrs[semconv.USAGE_OUTPUT_TOKENS] = output_tokens
+
+
+def _tool_output(run: _Run, span: Span, output: Any) -> None:
+    message = _tool_message(output)
+    if run.capture:
+        content = getattr(message, "content", output) if message is not None else output
+        result = content if isinstance(content, str) else json_attr(_plain(content))
+        span.set_attribute(semconv.TOOL_CALL_RESULT, result)
+    if message is not None and getattr(message, "status", None) == "error":
+        span.set_attribute(semconv.ERROR_TYPE, "ToolError")
+        span.set_status(Status(StatusCode.ERROR, msgs.content_text(getattr(message, "content", None))
+                               if run.capture else "ToolError"))
+
+
+def _documents(run: _Run, span: Span, documents: Sequence[Any]) -> None:
+    if run.capture:
+        span.set_attribute(semconv.OUTPUT_VALUE, json_attr({"documents": [_document(d) for d in documents]}))
+    else:
+        span.set_attribute(semconv.OUTPUT_VALUE, json_attr({"count": len(documents)}))
 
 
 def _tool_message(output: Any) -> Any:

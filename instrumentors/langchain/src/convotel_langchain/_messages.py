@@ -27,6 +27,9 @@ def role_of(message: Any) -> str:
     kind = getattr(message, "type", None)
     if not isinstance(kind, str):
         return "user"
+    role = _ROLES.get(kind)  # the common case: human, ai, system, tool
+    if role is not None:
+        return role
     if kind.endswith("Chunk"):  # AIMessageChunk, HumanMessageChunk, ...
         kind = kind[: -len("MessageChunk")].lower()
     if kind == "chat":
@@ -237,10 +240,26 @@ def _class_name(node: Any) -> str:
     return ""
 
 
+#: serialized ``ChatPromptTemplate`` (LangChain caches one per template object) → its system templates
+_templates: dict[int, tuple[Any, list[tuple[str, list[str]]] | None]] = {}
+_MAX_TEMPLATES = 256
+
+
 def system_templates(serialized: Any) -> list[tuple[str, list[str]]] | None:
     """(template, variable names) of each system message of a serialized ``ChatPromptTemplate``."""
     if _class_name(serialized) != "ChatPromptTemplate":
         return None
+    cached = _templates.get(id(serialized))
+    if cached is not None and cached[0] is serialized:
+        return cached[1]
+    found = _system_templates(serialized)
+    if len(_templates) >= _MAX_TEMPLATES:
+        _templates.clear()
+    _templates[id(serialized)] = (serialized, found)
+    return found
+
+
+def _system_templates(serialized: Any) -> list[tuple[str, list[str]]] | None:
     found: list[tuple[str, list[str]]] = []
     for message in _kwargs(serialized).get("messages") or ():
         if _class_name(message) != "SystemMessagePromptTemplate":

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from convotel import semconv
 from convotel.instrumentation import capture_content, context_attributes, json_attr
+
+from ._spans import record_failure
 
 #: (method, message type, positional parameter names after ``self``)
 _METHODS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -56,65 +58,72 @@ def _outputs(method: str, result: Any, capture: bool) -> dict[str, Any] | None:
     return None
 
 
+class _Access:
+    """One store call's span: ``done(result)`` records what it returned; leaving the ``with`` on an
+    exception records the failure. Never raises into the store call."""
+
+    __slots__ = ("span", "method", "capture")
+
+    def __init__(self, span: Span | None, method: str, capture: bool) -> None:
+        self.span = span
+        self.method = method
+        self.capture = capture
+
+    def __enter__(self) -> _Access:
+        return self
+
+    def done(self, result: Any) -> Any:
+        span, self.span = self.span, None
+        if span is not None:
+            try:
+                if span.is_recording():
+                    outputs = _outputs(self.method, result, self.capture)
+                    if outputs is not None:
+                        span.set_attribute(semconv.OUTPUT_VALUE, json_attr(outputs))
+                span.end()
+            except Exception:
+                pass
+        return result
+
+    def __exit__(self, exc_type: Any, error: BaseException | None, tb: Any) -> None:
+        span = self.span
+        if span is not None and error is not None:
+            self.span = None
+            try:
+                record_failure(span, error)
+                span.end()
+            except Exception:
+                pass
+
+
 class StoreTracer:
     def __init__(self, tracer: trace.Tracer) -> None:
         self._tracer = tracer
 
-    def start(self, method: str, message_type: str, names: tuple[str, ...], args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> tuple[Span, bool]:
-        capture = capture_content()
-        attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: message_type, "db.operation.name": method}
-        attrs[semconv.INPUT_VALUE] = json_attr(_inputs(names, args, kwargs, capture))
-        attrs.update(context_attributes())
-        attrs.pop(semconv.COVERED_BY, None)
-        return self._tracer.start_span(f"store.{method}", attributes=attrs), capture
-
-    @staticmethod
-    def end(span: Span, method: str, result: Any, capture: bool) -> None:
-        if span.is_recording():
-            outputs = _outputs(method, result, capture)
-            if outputs is not None:
-                span.set_attribute(semconv.OUTPUT_VALUE, json_attr(outputs))
-        span.end()
-
-    @staticmethod
-    def fail(span: Span, error: BaseException) -> None:
-        if span.is_recording():
-            span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
-        span.end()
+    def access(self, method: str, message_type: str, names: tuple[str, ...], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> _Access:
+        try:
+            capture = capture_content()
+            attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: message_type, "db.operation.name": method}
+            attrs[semconv.INPUT_VALUE] = json_attr(_inputs(names, args, kwargs, capture))
+            attrs.update(context_attributes())
+            attrs.pop(semconv.COVERED_BY, None)
+            return _Access(self._tracer.start_span(f"store.{method}", attributes=attrs), method, capture)
+        except Exception:
+            return _Access(None, method, False)
 
     def sync_wrapper(self, method: str, message_type: str, names: tuple[str, ...]) -> Callable[..., Any]:
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            try:
-                span, capture = self.start(method, message_type, names, args, kwargs)
-            except Exception:
-                return wrapped(*args, **kwargs)
-            try:
-                result = wrapped(*args, **kwargs)
-            except BaseException as error:
-                self.fail(span, error)
-                raise
-            self.end(span, method, result, capture)
-            return result
+            with self.access(method, message_type, names, args, kwargs) as access:
+                return access.done(wrapped(*args, **kwargs))
 
         return wrapper
 
     def async_wrapper(self, method: str, message_type: str, names: tuple[str, ...]) -> Callable[..., Any]:
         async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> Any:
-            try:
-                span, capture = self.start(method, message_type, names, args, kwargs)
-            except Exception:
-                return await wrapped(*args, **kwargs)
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as error:
-                self.fail(span, error)
-                raise
-            self.end(span, method, result, capture)
-            return result
+            with self.access(method, message_type, names, args, kwargs) as access:
+                return access.done(await wrapped(*args, **kwargs))
 
         return wrapper
 

@@ -11,7 +11,7 @@ from convotel import semconv
 from convotel.instrumentation import json_attr
 
 from . import _messages as m
-from ._utils import arg, get, parse_arguments, report
+from ._utils import MODEL_TYPES, arg, get, parse_arguments, report, view
 
 # GenAI semconv request/response names convotel.semconv does not carry.
 REQUEST_TEMPERATURE = "gen_ai.request.temperature"
@@ -51,31 +51,33 @@ def output_type(response_format: Any) -> str | None:
 
 def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Cheap request parameters: set when the span starts (samplers see them)."""
+    # Type checks do the work of ``arg()``: the SDK's NOT_GIVEN / omit sentinels are no int, str...
     attrs: dict[str, Any] = {}
     for key, name in _NUMERIC:
-        value = arg(kwargs, key)
+        value = kwargs.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             attrs[name] = value
     max_tokens = arg(kwargs, "max_completion_tokens")
     if max_tokens is None:
-        max_tokens = arg(kwargs, "max_tokens")
+        max_tokens = kwargs.get("max_tokens")
     if isinstance(max_tokens, int):
         attrs[REQUEST_MAX_TOKENS] = max_tokens
-    seed = arg(kwargs, "seed")
+    seed = kwargs.get("seed")
     if isinstance(seed, int):
         attrs[REQUEST_SEED] = seed
-    n = arg(kwargs, "n")
+    n = kwargs.get("n")
     if isinstance(n, int) and n > 1:
         attrs[semconv.REQUEST_CHOICE_COUNT] = n
-    stop = arg(kwargs, "stop")
+    stop = kwargs.get("stop")
     if isinstance(stop, str):
         attrs[REQUEST_STOP_SEQUENCES] = (stop,)
     elif isinstance(stop, (list, tuple)):
         attrs[REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
-    kind = output_type(arg(kwargs, "response_format"))
-    if kind:
-        attrs[OUTPUT_TYPE] = kind
-    tier = arg(kwargs, "service_tier")
+    if "response_format" in kwargs:
+        kind = output_type(arg(kwargs, "response_format"))
+        if kind:
+            attrs[OUTPUT_TYPE] = kind
+    tier = kwargs.get("service_tier")
     if isinstance(tier, str):
         attrs[OPENAI_REQUEST_SERVICE_TIER] = tier
     return attrs
@@ -91,30 +93,45 @@ def request_content_attributes(kwargs: Mapping[str, Any], capture: bool) -> dict
         attrs[semconv.INPUT_MESSAGES] = json_attr(messages)
     except Exception:
         report("chat.input_messages")
-    try:
-        tools = m.tool_definitions(arg(kwargs, "tools"), arg(kwargs, "functions"), capture)
-        if tools:
-            attrs[semconv.TOOL_DEFINITIONS] = json_attr(tools)
-    except Exception:
-        report("chat.tool_definitions")
+    if "tools" in kwargs or "functions" in kwargs:
+        try:
+            tools = m.tool_definitions(arg(kwargs, "tools"), arg(kwargs, "functions"), capture)
+            if tools:
+                attrs[semconv.TOOL_DEFINITIONS] = json_attr(tools)
+        except Exception:
+            report("chat.tool_definitions")
     return attrs
 
 
-def usage_attributes(usage: Any) -> dict[str, Any]:
+# (input tokens, output tokens, input details, output details) keys of a usage object
+CHAT_USAGE = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+RESPONSES_USAGE = ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+
+
+def usage_attributes(usage: Any, keys: tuple[str, str, str, str] = CHAT_USAGE) -> dict[str, Any]:
+    """Token counts of a Chat Completions (or, with ``RESPONSES_USAGE``, a Responses) usage."""
     attrs: dict[str, Any] = {}
+    add_usage(attrs, usage, keys)
+    return attrs
+
+
+def add_usage(attrs: dict[str, Any], usage: Any, keys: tuple[str, str, str, str] = CHAT_USAGE) -> None:
     if usage is None:
-        return attrs
-    for key, name in (("prompt_tokens", semconv.USAGE_INPUT_TOKENS), ("completion_tokens", semconv.USAGE_OUTPUT_TOKENS)):
-        value = get(usage, key)
-        if isinstance(value, int):
-            attrs[name] = value
-    reasoning = get(get(usage, "completion_tokens_details"), "reasoning_tokens")
+        return
+    fields = view(usage)
+    input_key, output_key, input_details, output_details = keys
+    value = fields.get(input_key)
+    if isinstance(value, int):
+        attrs[semconv.USAGE_INPUT_TOKENS] = value
+    value = fields.get(output_key)
+    if isinstance(value, int):
+        attrs[semconv.USAGE_OUTPUT_TOKENS] = value
+    reasoning = view(fields.get(output_details)).get("reasoning_tokens")
     if isinstance(reasoning, int):
         attrs[semconv.USAGE_REASONING_TOKENS] = reasoning
-    cached = get(get(usage, "prompt_tokens_details"), "cached_tokens")
+    cached = view(fields.get(input_details)).get("cached_tokens")
     if isinstance(cached, int):
         attrs[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = cached
-    return attrs
 
 
 def _response_meta(attrs: dict[str, Any], response_id: Any, model: Any, tier: Any, fingerprint: Any) -> None:
@@ -128,19 +145,30 @@ def _response_meta(attrs: dict[str, Any], response_id: Any, model: Any, tier: An
         attrs[OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
 
 
+def _choice_index(choice: Mapping[str, Any]) -> Any:
+    return choice.get("index") or 0
+
+
 def apply_response(span: Span, response: Any, capture: bool) -> None:
     """Attributes of a complete ``ChatCompletion`` (or a compatible shape)."""
+    fields = view(response)
     attrs: dict[str, Any] = {}
     _response_meta(
-        attrs, get(response, "id"), get(response, "model"), get(response, "service_tier"), get(response, "system_fingerprint")
+        attrs, fields.get("id"), fields.get("model"), fields.get("service_tier"), fields.get("system_fingerprint")
     )
-    attrs.update(usage_attributes(get(response, "usage")))
-    choices = sorted(get(response, "choices") or (), key=lambda c: get(c, "index") or 0)
+    add_usage(attrs, fields.get("usage"))
+    choices = [view(c) for c in fields.get("choices") or ()]
+    if len(choices) > 1:
+        choices.sort(key=_choice_index)
     if choices:
-        attrs[semconv.RESPONSE_FINISH_REASONS] = tuple(m.finish_reason_str(get(c, "finish_reason")) for c in choices)
+        reasons = tuple([m.finish_reason_str(c.get("finish_reason")) for c in choices])
+        attrs[semconv.RESPONSE_FINISH_REASONS] = reasons
         try:
             attrs[semconv.OUTPUT_MESSAGES] = json_attr(
-                [m.output_message(get(c, "message"), get(c, "finish_reason"), capture) for c in choices]
+                [
+                    {"role": "assistant", "parts": m.assistant_parts(c.get("message"), capture), "finish_reason": reason}
+                    for c, reason in zip(choices, reasons)
+                ]
             )
         except Exception:
             report("chat.output_messages")
@@ -189,7 +217,12 @@ class _ChoiceBuffer:
 
 
 class ChatStreamState:
-    """Reassembles ``ChatCompletionChunk``s: only what the span needs, text only when captured."""
+    """Reassembles ``ChatCompletionChunk``s: only what the span needs, text only when captured.
+
+    ``process`` runs for every chunk in the app's thread, between the SDK yielding the chunk
+    and the app seeing it: it appends the delta's pieces to lists and does nothing else;
+    ``apply`` joins them once at the end.
+    """
 
     __slots__ = ("capture", "choices", "response_id", "model", "usage", "service_tier", "fingerprint", "broken")
 
@@ -203,84 +236,85 @@ class ChatStreamState:
         self.fingerprint: Any = None
         self.broken = False
 
-    def _meta(self, chunk: Any) -> None:
-        self.response_id = self.response_id or get(chunk, "id")
-        self.model = self.model or get(chunk, "model")
-        self.service_tier = self.service_tier or get(chunk, "service_tier")
-        self.fingerprint = self.fingerprint or get(chunk, "system_fingerprint")
+    def _meta(self, chunk: Mapping[str, Any]) -> None:
+        self.response_id = self.response_id or chunk.get("id")
+        self.model = self.model or chunk.get("model")
+        self.service_tier = self.service_tier or chunk.get("service_tier")
+        self.fingerprint = self.fingerprint or chunk.get("system_fingerprint")
 
     def process(self, chunk: Any) -> None:
-        # Response metadata from the first chunk and the usage chunk only: this runs per chunk.
+        # ``view()`` inlined for the SDK's pydantic chunks (no extra fields): this runs per chunk.
+        kind = type(chunk)
+        fields = chunk.__dict__ if kind in MODEL_TYPES and not chunk.__pydantic_extra__ else view(chunk)
+        # Response metadata from the first chunk and the usage chunk only.
         if self.response_id is None:
-            self._meta(chunk)
-        usage = get(chunk, "usage")
+            self._meta(fields)
+        usage = fields.get("usage")
         if usage is not None:
             self.usage = usage
-            self._meta(chunk)
-        capture = self.capture
-        for choice in get(chunk, "choices") or ():
-            index = get(choice, "index") or 0
+            self._meta(fields)
+        choices = fields.get("choices")
+        if not choices:
+            return
+        for choice in choices:
+            kind = type(choice)
+            choice = choice.__dict__ if kind in MODEL_TYPES and not choice.__pydantic_extra__ else view(choice)
+            index = choice.get("index") or 0
             buf = self.choices.get(index)
             if buf is None:
                 buf = self.choices[index] = _ChoiceBuffer()
-            finish = get(choice, "finish_reason")
+            finish = choice.get("finish_reason")
             if finish is not None:
                 buf.finish_reason = m.finish_reason_str(finish)
-            delta = get(choice, "delta")
+            delta = choice.get("delta")
             if delta is None:
                 continue
-            content = get(delta, "content")
+            kind = type(delta)
+            delta = delta.__dict__ if kind in MODEL_TYPES and not delta.__pydantic_extra__ else view(delta)
+            content = delta.get("content")
             if content:
                 buf.has_text = True
-                if capture:
+                if self.capture:
                     buf.text.append(content)
-            reasoning = m.reasoning_text(delta)
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
-                buf.has_reasoning = True
-                if capture:
-                    buf.reasoning.append(reasoning)
-            refusal = get(delta, "refusal")
+                self._reasoning_delta(buf, delta)
+            refusal = delta.get("refusal")
             if refusal:
                 buf.has_refusal = True
-                if capture:
+                if self.capture:
                     buf.refusal.append(refusal)
-            tool_calls = get(delta, "tool_calls")
+            tool_calls = delta.get("tool_calls")
             if tool_calls:
                 for call in tool_calls:
-                    self._tool_delta(buf, call)
-            function_call = get(delta, "function_call")
+                    call = view(call)
+                    index = call.get("index")
+                    self._call_delta(buf, index if isinstance(index, int) else len(buf.tool_calls), call.get("id"), call.get("function"))
+            function_call = delta.get("function_call")
             if function_call is not None:
-                self._function_delta(buf, function_call)
+                self._call_delta(buf, -1, None, function_call)  # legacy ``function_call``: one call, no id
 
-    def _tool_delta(self, buf: _ChoiceBuffer, call: Any) -> None:
-        index = get(call, "index")
-        if not isinstance(index, int):
-            index = len(buf.tool_calls)
+    def _reasoning_delta(self, buf: _ChoiceBuffer, delta: Mapping[str, Any]) -> None:
+        reasoning = m.reasoning_of(delta)
+        if reasoning:
+            buf.has_reasoning = True
+            if self.capture:
+                buf.reasoning.append(reasoning)
+
+    def _call_delta(self, buf: _ChoiceBuffer, index: int, call_id: Any, function: Any) -> None:
         tool = buf.tool_calls.get(index)
         if tool is None:
             tool = buf.tool_calls[index] = _ToolCallBuffer()
-        call_id = get(call, "id")
         if call_id:
             tool.id = call_id
-        function = get(call, "function")
         if function is not None:
-            name = get(function, "name")
+            function = view(function)
+            name = function.get("name")
             if name:
                 tool.name = name
-            args = get(function, "arguments")
+            args = function.get("arguments")
             if args and self.capture:
                 tool.arguments.append(args)
-
-    def _function_delta(self, buf: _ChoiceBuffer, function_call: Any) -> None:
-        tool = buf.tool_calls.get(-1)
-        if tool is None:
-            tool = buf.tool_calls[-1] = _ToolCallBuffer()
-        name = get(function_call, "name")
-        if name:
-            tool.name = name
-        args = get(function_call, "arguments")
-        if args and self.capture:
-            tool.arguments.append(args)
 
     @property
     def partial(self) -> bool:
@@ -289,20 +323,15 @@ class ChatStreamState:
     def apply(self, span: Span) -> None:
         attrs: dict[str, Any] = {}
         _response_meta(attrs, self.response_id, self.model, self.service_tier, self.fingerprint)
-        attrs.update(usage_attributes(self.usage))
+        add_usage(attrs, self.usage)
         indices = sorted(self.choices)
         if indices:
-            attrs[semconv.RESPONSE_FINISH_REASONS] = tuple(
-                m.finish_reason_str(self.choices[i].finish_reason) for i in indices
-            )
+            reasons = tuple(m.finish_reason_str(self.choices[i].finish_reason) for i in indices)
+            attrs[semconv.RESPONSE_FINISH_REASONS] = reasons
             attrs[semconv.OUTPUT_MESSAGES] = json_attr(
                 [
-                    {
-                        "role": "assistant",
-                        "parts": self.choices[i].parts(self.capture),
-                        "finish_reason": m.finish_reason_str(self.choices[i].finish_reason),
-                    }
-                    for i in indices
+                    {"role": "assistant", "parts": self.choices[i].parts(self.capture), "finish_reason": reason}
+                    for i, reason in zip(indices, reasons)
                 ]
             )
         if self.partial:

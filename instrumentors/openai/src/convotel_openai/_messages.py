@@ -7,11 +7,12 @@ loses its text (``content``, ``arguments``, ``response``, ``uri``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._utils import as_list, get, parse_arguments
+from ._utils import as_list, get, parse_arguments, view
 
-_SYSTEM_ROLES = ("system", "developer")
+SYSTEM_ROLES = ("system", "developer")
 
 
 def text_part(text: Any, capture: bool, kind: str = "text") -> dict[str, Any]:
@@ -20,10 +21,17 @@ def text_part(text: Any, capture: bool, kind: str = "text") -> dict[str, Any]:
 
 def reasoning_text(message: Any) -> str | None:
     """``reasoning_content`` (DeepSeek, vLLM, ...) or a string ``reasoning`` (OpenRouter, newer vLLM)."""
-    for key in ("reasoning_content", "reasoning"):
-        value = get(message, key)
-        if isinstance(value, str) and value:
-            return value
+    return reasoning_of(view(message))
+
+
+def reasoning_of(fields: Mapping[str, Any]) -> str | None:
+    """``reasoning_text`` of a message's ``view()``."""
+    value = fields.get("reasoning_content")
+    if isinstance(value, str) and value:
+        return value
+    value = fields.get("reasoning")
+    if isinstance(value, str) and value:
+        return value
     return None
 
 
@@ -94,6 +102,8 @@ TEXT_JOINER = "\n"
 def join_text(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge runs of adjacent text parts into one (joined with a newline), so a list of
     text parts and the same text as one string describe the same message."""
+    if len(parts) < 2:
+        return parts
     out: list[dict[str, Any]] = []
     for part in parts:
         prev = out[-1] if out else None
@@ -144,20 +154,36 @@ def _function_call_part(function_call: Any, capture: bool) -> dict[str, Any]:
 
 
 def assistant_parts(message: Any, capture: bool) -> list[dict[str, Any]]:
+    fields = view(message)
     parts: list[dict[str, Any]] = []
-    reasoning = reasoning_text(message)
+    reasoning = reasoning_of(fields)
     if reasoning:
         parts.append(text_part(reasoning, capture, "reasoning"))
-    parts.extend(content_parts(get(message, "content"), capture))
-    refusal = get(message, "refusal")
+    parts.extend(content_parts(fields.get("content"), capture))
+    refusal = fields.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(text_part(refusal, capture))
-    for call in as_list(get(message, "tool_calls")) or ():
-        parts.append(tool_call_part(call, capture))
-    function_call = get(message, "function_call")
+    tool_calls = fields.get("tool_calls")
+    if tool_calls:
+        for call in as_list(tool_calls) or ():
+            parts.append(tool_call_part(call, capture))
+    function_call = fields.get("function_call")
     if function_call is not None:
         parts.append(_function_call_part(function_call, capture))
     return parts
+
+
+def leading_system(
+    items: list[Any], capture: bool, parts_of: Callable[[Any, bool], list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]] | None, int]:
+    """(the parts of the leading system/developer messages or None, the index after them)."""
+    system: list[dict[str, Any]] | None = None
+    start = 0
+    while start < len(items) and get(items[start], "role") in SYSTEM_ROLES:
+        system = system or []
+        system.extend(parts_of(get(items[start], "content"), capture))
+        start += 1
+    return system, start
 
 
 def input_messages(messages: Any, capture: bool) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
@@ -165,29 +191,25 @@ def input_messages(messages: Any, capture: bool) -> tuple[list[dict[str, Any]] |
     items = as_list(messages)
     if items is None:
         return None, []
-    system: list[dict[str, Any]] | None = None
-    start = 0
-    while start < len(items) and get(items[start], "role") in _SYSTEM_ROLES:
-        system = system or []
-        system.extend(content_parts(get(items[start], "content"), capture))
-        start += 1
+    system, start = leading_system(items, capture, content_parts)
     out = []
-    for message in items[start:]:
-        role = get(message, "role")
+    for message in items[start:] if start else items:
+        fields = view(message)
+        role = fields.get("role")
         if role == "assistant":
             parts = assistant_parts(message, capture)
         elif role in ("tool", "function"):
-            part: dict[str, Any] = {"type": "tool_call_response", "id": get(message, "tool_call_id")}
+            part: dict[str, Any] = {"type": "tool_call_response", "id": fields.get("tool_call_id")}
             if capture:
-                part["response"] = content_text(get(message, "content"))
+                part["response"] = content_text(fields.get("content"))
             parts = [part]
             role = "tool"
         else:
-            if role in _SYSTEM_ROLES:
+            if role in SYSTEM_ROLES:
                 role = "system"
-            parts = content_parts(get(message, "content"), capture)
+            parts = content_parts(fields.get("content"), capture)
         entry: dict[str, Any] = {"role": role if isinstance(role, str) else "user", "parts": parts}
-        name = get(message, "name")
+        name = fields.get("name")
         if isinstance(name, str) and name:
             entry["name"] = name
         out.append(entry)
@@ -216,14 +238,6 @@ def _definition(kind: str, spec: Any, capture: bool) -> dict[str, Any]:
         if parameters is not None:
             entry["parameters"] = parameters
     return entry
-
-
-def output_message(message: Any, finish_reason: Any, capture: bool) -> dict[str, Any]:
-    return {
-        "role": "assistant",
-        "parts": assistant_parts(message, capture),
-        "finish_reason": finish_reason_str(finish_reason),
-    }
 
 
 def finish_reason_str(value: Any) -> str:

@@ -9,6 +9,7 @@ this cheap: a streamed result's proxy is put in that cache so the app's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,12 +23,20 @@ if TYPE_CHECKING:
     from ._operations import Operation
 
 
+def is_legacy_response_class(kind: type) -> bool:
+    return kind.__name__ == "LegacyAPIResponse" and hasattr(kind, "parse")
+
+
+def is_api_response_class(kind: type) -> bool:
+    return any(c.__name__ == "BaseAPIResponse" for c in kind.__mro__)
+
+
 def is_legacy_response(result: Any) -> bool:
-    return type(result).__name__ == "LegacyAPIResponse" and hasattr(result, "parse")
+    return is_legacy_response_class(type(result))
 
 
 def is_api_response(result: Any) -> bool:
-    return any(c.__name__ == "BaseAPIResponse" for c in type(result).__mro__)
+    return is_api_response_class(type(result))
 
 
 def _is_stream(raw: Any) -> bool:
@@ -78,6 +87,10 @@ class _Base(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_op = op
         self._self_stream = stream
 
+    def _self_read(self) -> None:
+        if self._self_stream is None:
+            _observe_body(self._self_call, self._self_op, self.__wrapped__)
+
     def _self_closed(self) -> None:
         if self._self_stream is not None:
             finish_stream(self._self_stream)
@@ -92,32 +105,35 @@ class _Base(wrapt.ObjectProxy):  # type: ignore[misc]
             pass
 
 
+def _reader(name: str) -> Callable[..., Any]:
+    """A proxy method that calls the response's ``name`` and then observes the body."""
+
+    def method(self: APIResponseProxy, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self.__wrapped__, name)(*args, **kwargs)
+        self._self_read()
+        return result
+
+    method.__name__ = name
+    return method
+
+
+def _async_reader(name: str) -> Callable[..., Any]:
+    async def method(self: AsyncAPIResponseProxy, *args: Any, **kwargs: Any) -> Any:
+        result = await getattr(self.__wrapped__, name)(*args, **kwargs)
+        self._self_read()
+        return result
+
+    method.__name__ = name
+    return method
+
+
+_READERS = ("parse", "read", "text", "json")
+
+
 class APIResponseProxy(_Base):
     """``with_streaming_response`` (sync): the span ends when the body is read, or at ``close()``."""
 
-    def _self_read(self) -> None:
-        if self._self_stream is None:
-            _observe_body(self._self_call, self._self_op, self.__wrapped__)
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        result = self.__wrapped__.parse(*args, **kwargs)
-        self._self_read()
-        return result
-
-    def read(self) -> Any:
-        result = self.__wrapped__.read()
-        self._self_read()
-        return result
-
-    def text(self) -> Any:
-        result = self.__wrapped__.text()
-        self._self_read()
-        return result
-
-    def json(self) -> Any:
-        result = self.__wrapped__.json()
-        self._self_read()
-        return result
+    parse, read, text, json = map(_reader, _READERS)
 
     def close(self) -> None:
         try:
@@ -129,29 +145,7 @@ class APIResponseProxy(_Base):
 class AsyncAPIResponseProxy(_Base):
     """``with_streaming_response`` (async)."""
 
-    def _self_read(self) -> None:
-        if self._self_stream is None:
-            _observe_body(self._self_call, self._self_op, self.__wrapped__)
-
-    async def parse(self, *args: Any, **kwargs: Any) -> Any:
-        result = await self.__wrapped__.parse(*args, **kwargs)
-        self._self_read()
-        return result
-
-    async def read(self) -> Any:
-        result = await self.__wrapped__.read()
-        self._self_read()
-        return result
-
-    async def text(self) -> Any:
-        result = await self.__wrapped__.text()
-        self._self_read()
-        return result
-
-    async def json(self) -> Any:
-        result = await self.__wrapped__.json()
-        self._self_read()
-        return result
+    parse, read, text, json = map(_async_reader, _READERS)
 
     async def close(self) -> None:
         try:

@@ -21,12 +21,11 @@ from convotel.instrumentation import json_attr
 
 from . import _chat
 from . import _messages as m
-from ._utils import arg, as_list, get, parse_arguments, report
+from ._utils import arg, as_list, get, parse_arguments, report, view
 
 OPERATION = semconv.OP_CHAT
 PREVIOUS_RESPONSE_ID = semconv.PREVIOUS_RESPONSE_ID
 
-_SYSTEM_ROLES = ("system", "developer")
 _INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
@@ -77,30 +76,35 @@ def _output_type(text: Any) -> str | None:
 def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     for key, name in (("temperature", _chat.REQUEST_TEMPERATURE), ("top_p", _chat.REQUEST_TOP_P)):
-        value = arg(kwargs, key)
+        value = kwargs.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             attrs[name] = value
-    max_tokens = arg(kwargs, "max_output_tokens")
+    max_tokens = kwargs.get("max_output_tokens")
     if isinstance(max_tokens, int):
         attrs[_chat.REQUEST_MAX_TOKENS] = max_tokens
-    text_format = arg(kwargs, "text_format")
-    kind = "json" if text_format is not None else _output_type(arg(kwargs, "text"))
-    if kind:
-        attrs[_chat.OUTPUT_TYPE] = kind
-    tier = arg(kwargs, "service_tier")
+    if "text_format" in kwargs or "text" in kwargs:
+        text_format = arg(kwargs, "text_format")
+        kind = "json" if text_format is not None else _output_type(arg(kwargs, "text"))
+        if kind:
+            attrs[_chat.OUTPUT_TYPE] = kind
+    tier = kwargs.get("service_tier")
     if isinstance(tier, str):
         attrs[_chat.OPENAI_REQUEST_SERVICE_TIER] = tier
-    previous = arg(kwargs, "previous_response_id")
+    previous = kwargs.get("previous_response_id")
     if isinstance(previous, str) and previous:
         attrs[PREVIOUS_RESPONSE_ID] = previous
         attrs[semconv.CONVERSATION_ID] = CHAIN_ROOTS.root_of(previous)
-    conversation = conversation_id(arg(kwargs, "conversation"))
-    if conversation:
-        attrs[semconv.CONVERSATION_ID] = conversation  # an explicit convotel.conversation() overrides it
+    if "conversation" in kwargs:
+        conversation = conversation_id(arg(kwargs, "conversation"))
+        if conversation:
+            attrs[semconv.CONVERSATION_ID] = conversation  # an explicit convotel.conversation() overrides it
     return attrs
 
 
 # --------------------------------------------------------------------------- input items
+
+
+_TEXT_KINDS = frozenset(("input_text", "output_text", "text", "summary_text", "reasoning_text"))
 
 
 def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
@@ -111,24 +115,25 @@ def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
         return m.content_parts(content, capture)
     parts: list[dict[str, Any]] = []
     for item in items:
-        kind = get(item, "type")
-        if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
-            parts.append(m.text_part(get(item, "text") or "", capture))
+        fields = view(item)
+        kind = fields.get("type")
+        if kind in _TEXT_KINDS:
+            parts.append(m.text_part(fields.get("text") or "", capture))
         elif kind == "refusal":
-            parts.append(m.text_part(get(item, "refusal") or "", capture))
+            parts.append(m.text_part(fields.get("refusal") or "", capture))
         elif kind == "input_image":
-            url = get(item, "image_url")
+            url = fields.get("image_url")
             if isinstance(url, str):
                 parts.append(m.image_part(url, capture))
             else:
                 part: dict[str, Any] = {"type": "file", "modality": "image"}
-                if capture and isinstance(get(item, "file_id"), str):
-                    part["file_id"] = get(item, "file_id")
+                if capture and isinstance(fields.get("file_id"), str):
+                    part["file_id"] = fields.get("file_id")
                 parts.append(part)
         elif kind == "input_file":
             part = {"type": "file"}
-            if capture and isinstance(get(item, "file_id"), str):
-                part["file_id"] = get(item, "file_id")
+            if capture and isinstance(fields.get("file_id"), str):
+                part["file_id"] = fields.get("file_id")
             parts.append(part)
         elif kind == "input_audio":
             parts.append({"type": "blob", "modality": "audio"})
@@ -137,18 +142,17 @@ def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
     return m.join_text(parts)
 
 
-def _reasoning_part(item: Any, capture: bool) -> dict[str, Any] | None:
-    texts = [get(s, "text") for s in as_list(get(item, "summary")) or ()]
-    texts += [get(c, "text") for c in as_list(get(item, "content")) or ()]
+def _reasoning_part(item: Mapping[str, Any], capture: bool) -> dict[str, Any] | None:
+    texts = [get(s, "text") for s in as_list(item.get("summary")) or ()]
+    texts += [get(c, "text") for c in as_list(item.get("content")) or ()]
     text = "\n\n".join(t for t in texts if isinstance(t, str) and t)
     return m.text_part(text, capture, "reasoning") if text else None
 
 
-def _tool_call_part(item: Any, capture: bool) -> dict[str, Any]:
-    kind = get(item, "type")
-    part: dict[str, Any] = {"type": "tool_call", "id": get(item, "call_id") or get(item, "id"), "name": get(item, "name")}
+def _tool_call_part(item: Mapping[str, Any], capture: bool) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "tool_call", "id": item.get("call_id") or item.get("id"), "name": item.get("name")}
     if capture:
-        raw = get(item, "input") if kind == "custom_tool_call" else get(item, "arguments")
+        raw = item.get("input") if item.get("type") == "custom_tool_call" else item.get("arguments")
         part["arguments"] = parse_arguments(raw)
     return part
 
@@ -169,14 +173,15 @@ _TOOL_OUTPUTS = ("function_call_output", "custom_tool_call_output")
 
 def assistant_item_parts(item: Any, capture: bool) -> list[dict[str, Any]]:
     """Parts of one output-side item (message, reasoning, tool call, built-in tool call)."""
-    kind = get(item, "type")
+    fields = view(item)
+    kind = fields.get("type")
     if kind == "reasoning":
-        part = _reasoning_part(item, capture)
+        part = _reasoning_part(fields, capture)
         return [part] if part else []
     if kind in _TOOL_CALLS:
-        return [_tool_call_part(item, capture)]
+        return [_tool_call_part(fields, capture)]
     if kind in (None, "message"):
-        return _content_parts(get(item, "content"), capture)
+        return _content_parts(fields.get("content"), capture)
     return [{"type": str(kind)}]  # built-in tool calls (web_search_call, ...): structure only
 
 
@@ -187,22 +192,18 @@ def input_messages(value: Any, capture: bool) -> tuple[list[dict[str, Any]] | No
     items = as_list(value)
     if items is None:
         return None, []
-    system: list[dict[str, Any]] | None = None
-    start = 0
-    while start < len(items) and get(items[start], "role") in _SYSTEM_ROLES:
-        system = system or []
-        system.extend(_content_parts(get(items[start], "content"), capture))
-        start += 1
+    system, start = m.leading_system(items, capture, _content_parts)
     out: list[dict[str, Any]] = []
     assistant: dict[str, Any] | None = None
-    for item in items[start:]:
-        kind = get(item, "type")
-        role = get(item, "role")
+    for item in items[start:] if start else items:
+        fields = view(item)
+        kind = fields.get("type")
+        role = fields.get("role")
         if kind in _TOOL_OUTPUTS:
             assistant = None
-            part: dict[str, Any] = {"type": "tool_call_response", "id": get(item, "call_id")}
+            part: dict[str, Any] = {"type": "tool_call_response", "id": fields.get("call_id")}
             if capture:
-                part["response"] = _tool_output_text(get(item, "output"))
+                part["response"] = _tool_output_text(fields.get("output"))
             out.append({"role": "tool", "parts": [part]})
             continue
         if kind == "item_reference":
@@ -214,16 +215,17 @@ def input_messages(value: Any, capture: bool) -> tuple[list[dict[str, Any]] | No
             assistant["parts"].extend(assistant_item_parts(item, capture))
             continue
         assistant = None
-        if role in _SYSTEM_ROLES:
+        if role in m.SYSTEM_ROLES:
             role = "system"
-        out.append({"role": role if isinstance(role, str) else "user", "parts": _content_parts(get(item, "content"), capture)})
+        out.append({"role": role if isinstance(role, str) else "user", "parts": _content_parts(fields.get("content"), capture)})
     return system, out
 
 
 def request_content_attributes(kwargs: Mapping[str, Any], capture: bool) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     try:
-        system, messages = input_messages(arg(kwargs, "input"), capture)
+        value = arg(kwargs, "input")
+        system, messages = input_messages(value, capture)
         instructions = arg(kwargs, "instructions")
         parts: list[dict[str, Any]] = []
         if isinstance(instructions, str) and instructions:
@@ -232,19 +234,21 @@ def request_content_attributes(kwargs: Mapping[str, Any], capture: bool) -> dict
             _, items = input_messages(instructions, capture)
             for item in items:
                 parts.extend(item["parts"])
-        parts.extend(system or ())
+        if system:
+            parts.extend(system)
         if parts:
             attrs[semconv.SYSTEM_INSTRUCTIONS] = json_attr(parts)
-        if messages or arg(kwargs, "input") is not None:
+        if messages or value is not None:
             attrs[semconv.INPUT_MESSAGES] = json_attr(messages)
     except Exception:
         report("responses.input_messages")
-    try:
-        tools = tool_definitions(arg(kwargs, "tools"), capture)
-        if tools:
-            attrs[semconv.TOOL_DEFINITIONS] = json_attr(tools)
-    except Exception:
-        report("responses.tool_definitions")
+    if "tools" in kwargs:
+        try:
+            tools = tool_definitions(arg(kwargs, "tools"), capture)
+            if tools:
+                attrs[semconv.TOOL_DEFINITIONS] = json_attr(tools)
+        except Exception:
+            report("responses.tool_definitions")
     return attrs
 
 
@@ -266,12 +270,16 @@ def tool_definitions(tools: Any, capture: bool) -> list[dict[str, Any]]:
 
 
 def finish_reason(response: Any) -> str:
-    status = get(response, "status")
+    fields = view(response)
+    return _finish_reason(fields, as_list(fields.get("output")) or [])
+
+
+def _finish_reason(response: Mapping[str, Any], output: list[Any]) -> str:
+    status = response.get("status")
     if status == "completed":
-        output = as_list(get(response, "output")) or []
         return "tool_calls" if any(get(i, "type") in _TOOL_CALLS for i in output) else "stop"
     if status == "incomplete":
-        reason = get(get(response, "incomplete_details"), "reason")
+        reason = get(response.get("incomplete_details"), "reason")
         return _INCOMPLETE_REASONS.get(reason, reason if isinstance(reason, str) else "length")
     if status == "failed":
         return "error"
@@ -279,58 +287,49 @@ def finish_reason(response: Any) -> str:
 
 
 def usage_attributes(usage: Any) -> dict[str, Any]:
-    attrs: dict[str, Any] = {}
-    if usage is None:
-        return attrs
-    for key, name in (("input_tokens", semconv.USAGE_INPUT_TOKENS), ("output_tokens", semconv.USAGE_OUTPUT_TOKENS)):
-        value = get(usage, key)
-        if isinstance(value, int):
-            attrs[name] = value
-    reasoning = get(get(usage, "output_tokens_details"), "reasoning_tokens")
-    if isinstance(reasoning, int):
-        attrs[semconv.USAGE_REASONING_TOKENS] = reasoning
-    cached = get(get(usage, "input_tokens_details"), "cached_tokens")
-    if isinstance(cached, int):
-        attrs[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = cached
-    return attrs
+    return _chat.usage_attributes(usage, _chat.RESPONSES_USAGE)
 
 
-def _meta(attrs: dict[str, Any], response: Any) -> None:
+def _meta(attrs: dict[str, Any], response: Mapping[str, Any]) -> None:
     for key, name in (("id", semconv.RESPONSE_ID), ("model", semconv.RESPONSE_MODEL)):
-        value = get(response, key)
+        value = response.get(key)
         if isinstance(value, str):
             attrs[name] = value
-    tier = get(response, "service_tier")
+    tier = response.get("service_tier")
     if isinstance(tier, str):
         attrs[_chat.OPENAI_RESPONSE_SERVICE_TIER] = tier
 
 
 def response_attributes(response: Any, capture: bool) -> dict[str, Any]:
+    return _response_attributes(view(response), capture)
+
+
+def _response_attributes(response: Mapping[str, Any], capture: bool) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     _meta(attrs, response)
-    attrs.update(usage_attributes(get(response, "usage")))
-    conversation = conversation_id(get(response, "conversation"))
+    _chat.add_usage(attrs, response.get("usage"), _chat.RESPONSES_USAGE)
+    conversation = conversation_id(response.get("conversation"))
     if conversation:
         attrs[semconv.CONVERSATION_ID] = conversation
-    reason = finish_reason(response)
+    output = as_list(response.get("output")) or []
+    reason = _finish_reason(response, output)
     attrs[semconv.RESPONSE_FINISH_REASONS] = (reason,)
     try:
         parts: list[dict[str, Any]] = []
-        for item in as_list(get(response, "output")) or ():
+        for item in output:
             parts.extend(assistant_item_parts(item, capture))
         attrs[semconv.OUTPUT_MESSAGES] = json_attr([{"role": "assistant", "parts": parts, "finish_reason": reason}])
     except Exception:
         report("responses.output_messages")
-    error = get(response, "error")
-    if get(response, "status") == "failed":
-        code = get(error, "code")
+    if response.get("status") == "failed":
+        code = get(response.get("error"), "code")
         attrs[semconv.ERROR_TYPE] = code if isinstance(code, str) and code else "response_failed"
     return attrs
 
 
-def _continue_chain(span: Span, response: Any, attrs: dict[str, Any]) -> None:
+def _continue_chain(span: Span, response: Mapping[str, Any], attrs: dict[str, Any]) -> None:
     """Without an explicit or ``conversation`` id, a response chain is the conversation."""
-    response_id = get(response, "id")
+    response_id = response.get("id")
     if not isinstance(response_id, str) or not response_id:
         return
     # In order: the response's own ``conversation``, the request's (or its chain's), this response.
@@ -341,14 +340,15 @@ def _continue_chain(span: Span, response: Any, attrs: dict[str, Any]) -> None:
 
 
 def apply_response(span: Span, response: Any, capture: bool, *, conversation_known: bool = False) -> None:
-    attrs = response_attributes(response, capture)
+    fields = view(response)
+    attrs = _response_attributes(fields, capture)
     if conversation_known:
         attrs.pop(semconv.CONVERSATION_ID, None)
     else:
-        _continue_chain(span, response, attrs)
+        _continue_chain(span, fields, attrs)
     span.set_attributes(attrs)
-    if get(response, "status") == "failed":
-        message = get(get(response, "error"), "message")
+    if fields.get("status") == "failed":
+        message = get(fields.get("error"), "message")
         span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else "response failed"))
 
 
@@ -386,7 +386,11 @@ class _ItemBuffer:
         return parts
 
 
-_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+_TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
+_STARTED = frozenset(("response.created", "response.in_progress", "response.queued"))
+_TEXT_DELTAS = frozenset(("response.output_text.delta", "response.refusal.delta"))
+_REASONING_DELTAS = frozenset(("response.reasoning_summary_text.delta", "response.reasoning_text.delta"))
+_ARGUMENT_DELTAS = frozenset(("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"))
 
 
 class ResponsesStreamState:
@@ -405,46 +409,47 @@ class ResponsesStreamState:
         self.broken = False
 
     def process(self, event: Any) -> None:
-        kind = get(event, "type")
+        fields = view(event)
+        kind = fields.get("type")
         if not isinstance(kind, str):
             return
         if kind in _TERMINAL:
-            self.final = get(event, "response")
+            self.final = fields.get("response")
             self.items.clear()  # the final response carries every item
             return
-        if kind in ("response.created", "response.in_progress", "response.queued"):
-            self.response = get(event, "response")
+        if kind in _STARTED:
+            self.response = fields.get("response")
             return
         if kind == "error":
             self.error = event
             return
-        index = get(event, "output_index")
+        index = fields.get("output_index")
         if not isinstance(index, int):
             return
         if kind == "response.output_item.added":
-            self.items[index] = _ItemBuffer(get(event, "item"))
+            self.items[index] = _ItemBuffer(fields.get("item"))
             return
         buf = self.items.get(index)
         if buf is None:
             buf = self.items[index] = _ItemBuffer(None)
         if kind == "response.output_item.done":
-            buf.item = get(event, "item")
+            buf.item = fields.get("item")
             buf.kind = get(buf.item, "type")
             buf.text, buf.reasoning, buf.arguments = [], [], []
             self.done.add(index)
             return
-        delta = get(event, "delta")
+        delta = fields.get("delta")
         if not isinstance(delta, str) or not delta:
             return
-        if kind in ("response.output_text.delta", "response.refusal.delta"):
+        if kind in _TEXT_DELTAS:
             buf.has_text = True
             if self.capture:
                 buf.text.append(delta)
-        elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+        elif kind in _REASONING_DELTAS:
             buf.has_reasoning = True
             if self.capture:
                 buf.reasoning.append(delta)
-        elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
+        elif kind in _ARGUMENT_DELTAS:
             if self.capture:
                 buf.arguments.append(delta)
 
@@ -458,7 +463,7 @@ class ResponsesStreamState:
             return
         attrs: dict[str, Any] = {semconv.PARTIAL: True}
         if self.response is not None:
-            _meta(attrs, self.response)
+            _meta(attrs, view(self.response))
         parts: list[dict[str, Any]] = []
         for index in sorted(self.items):
             parts.extend(self.items[index].parts(self.capture, index in self.done))

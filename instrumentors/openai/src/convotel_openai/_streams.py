@@ -12,6 +12,7 @@ holds and every other attribute (``response``, ``_iterator``...) is the SDK's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import wrapt
@@ -29,16 +30,6 @@ class StreamState(Protocol):
     def apply(self, span: Span) -> None: ...
 
 
-def _observe(state: StreamState, item: Any, kind: str) -> None:
-    if state.broken:
-        return
-    try:
-        state.process(item)
-    except Exception:
-        state.broken = True
-        report(f"{kind}.stream_chunk")
-
-
 def _finish(call: Call, state: StreamState, kind: str, exc: BaseException | None = None) -> None:
     if call.ended:
         return
@@ -54,36 +45,75 @@ def _finish(call: Call, state: StreamState, kind: str, exc: BaseException | None
         call.fail(exc)
 
 
-def _abandoned(proxy: Any) -> None:
-    """``__del__``: a stream dropped before it ended (never raises from a finalizer)."""
-    try:
-        call = proxy._self_call
-        if not call.ended:
-            _finish(call, proxy._self_state, proxy._self_kind)
-    except Exception:
-        pass
+def _ignore(item: Any) -> None:
+    """What a proxy does with chunks once its state failed on one."""
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What both proxies share: the call, its state, ending once, the per-chunk hook."""
+
     def __init__(self, wrapped: Any, call: Call, state: StreamState, kind: str) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_state = state
         self._self_kind = kind
+        # Per chunk: one bound-method call, no flag checks (a failure swaps in ``_ignore``).
+        self._self_process = state.process
 
-    def __iter__(self) -> SyncStreamProxy:
-        return self
+    def _self_failed(self) -> None:
+        """The state could not take a chunk: it stops observing and reports no output."""
+        self._self_state.broken = True
+        self._self_process = _ignore
+        report(f"{self._self_kind}.stream_chunk")
+
+    def _self_end(self, exc: BaseException | None = None) -> None:
+        _finish(self._self_call, self._self_state, self._self_kind, exc)
+
+    def __del__(self) -> None:
+        """A stream dropped before it ended (never raises from a finalizer)."""
+        try:
+            if not self._self_call.ended:
+                self._self_end()
+        except Exception:
+            pass
+
+
+class SyncStreamProxy(_StreamProxy):
+    def __iter__(self) -> Iterator[Any]:
+        """What ``for chunk in stream`` runs: a generator, as the SDK's own ``Stream.__iter__``
+        is (resuming it costs less per chunk than a call of ``__next__`` through the proxy).
+        It draws from the same SDK iterator as ``__next__``, so the two can be mixed."""
+        next_item = self.__wrapped__.__next__
+        process = self._self_process
+        while True:
+            try:
+                item = next_item()
+            except StopIteration:
+                self._self_end()
+                return
+            except BaseException as exc:
+                self._self_end(exc)
+                raise
+            try:
+                process(item)
+            except Exception:
+                self._self_failed()
+                process = _ignore
+            yield item
 
     def __next__(self) -> Any:
         try:
             item = self.__wrapped__.__next__()
         except StopIteration:
-            _finish(self._self_call, self._self_state, self._self_kind)
+            self._self_end()
             raise
         except BaseException as exc:
-            _finish(self._self_call, self._self_state, self._self_kind, exc)
+            self._self_end(exc)
             raise
-        _observe(self._self_state, item, self._self_kind)
+        try:
+            self._self_process(item)
+        except Exception:
+            self._self_failed()
         return item
 
     def __enter__(self) -> SyncStreamProxy:
@@ -94,25 +124,16 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return self.__wrapped__.__exit__(exc_type, exc, tb)
         finally:
-            _finish(self._self_call, self._self_state, self._self_kind, exc)
+            self._self_end(exc)
 
     def close(self) -> None:
         try:
             self.__wrapped__.close()
         finally:
-            _finish(self._self_call, self._self_state, self._self_kind)
-
-    def __del__(self) -> None:
-        _abandoned(self)
+            self._self_end()
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    def __init__(self, wrapped: Any, call: Call, state: StreamState, kind: str) -> None:
-        super().__init__(wrapped)
-        self._self_call = call
-        self._self_state = state
-        self._self_kind = kind
-
+class AsyncStreamProxy(_StreamProxy):
     def __aiter__(self) -> AsyncStreamProxy:
         return self
 
@@ -120,12 +141,15 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             item = await self.__wrapped__.__anext__()
         except StopAsyncIteration:
-            _finish(self._self_call, self._self_state, self._self_kind)
+            self._self_end()
             raise
         except BaseException as exc:
-            _finish(self._self_call, self._self_state, self._self_kind, exc)
+            self._self_end(exc)
             raise
-        _observe(self._self_state, item, self._self_kind)
+        try:
+            self._self_process(item)
+        except Exception:
+            self._self_failed()
         return item
 
     async def __aenter__(self) -> AsyncStreamProxy:
@@ -136,35 +160,45 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
-            _finish(self._self_call, self._self_state, self._self_kind, exc)
+            self._self_end(exc)
 
     async def close(self) -> None:
         try:
             await self.__wrapped__.close()
         finally:
-            _finish(self._self_call, self._self_state, self._self_kind)
+            self._self_end()
 
     async def aclose(self) -> None:
         try:
             closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
             await closer()
         finally:
-            _finish(self._self_call, self._self_state, self._self_kind)
+            self._self_end()
 
-    def __del__(self) -> None:
-        _abandoned(self)
+
+_PROXIES: dict[type, type[_StreamProxy] | None] = {}
+
+
+def _proxy_class(kind: type) -> type[_StreamProxy] | None:
+    proxy = _PROXIES.get(kind, _ignore)
+    if proxy is _ignore:
+        if hasattr(kind, "__anext__"):
+            proxy = AsyncStreamProxy
+        elif hasattr(kind, "__next__"):
+            proxy = SyncStreamProxy
+        else:
+            proxy = None
+        _PROXIES[kind] = proxy
+    return proxy  # type: ignore[return-value]
 
 
 def wrap_stream(result: Any, call: Call, state: StreamState, kind: str) -> Any | None:
     """The proxy for a stream-like ``result``; ``None`` when it is not one."""
-    if hasattr(type(result), "__anext__"):
-        return AsyncStreamProxy(result, call, state, kind)
-    if hasattr(type(result), "__next__"):
-        return SyncStreamProxy(result, call, state, kind)
-    return None
+    proxy = _proxy_class(type(result))
+    return None if proxy is None else proxy(result, call, state, kind)
 
 
 def finish_stream(proxy: Any) -> None:
     """End the span of one of our stream proxies now (``partial`` unless it had finished)."""
-    if isinstance(proxy, (SyncStreamProxy, AsyncStreamProxy)):
-        _finish(proxy._self_call, proxy._self_state, proxy._self_kind)
+    if isinstance(proxy, _StreamProxy):
+        proxy._self_end()

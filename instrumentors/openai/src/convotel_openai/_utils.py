@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -79,6 +80,61 @@ def get(obj: Any, name: str, default: Any = None) -> Any:
     if _is_mapping(kind, obj):
         return obj.get(name, default)
     return getattr(obj, name, default)
+
+
+class _Fields:
+    """``view()`` of an object that is neither a dict nor a pydantic v2 model: ``get()`` per field."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return get(self._obj, name, default)
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_MODEL, _MAPPING, _OTHER = 1, 2, 3
+_VIEW_KINDS: dict[type, int] = {}
+MODEL_TYPES: set[type] = set()  # pydantic v2 model classes seen by ``view()``
+
+
+def view(obj: Any) -> Mapping[str, Any]:
+    """The fields of ``obj`` as something with ``.get(name)``: what ``get(obj, name)`` reads, at a
+    dict lookup per field instead of a function call. Hot paths take one view per object.
+
+    A dict or other mapping is itself; a pydantic v2 model is its ``__dict__`` (declared fields),
+    merged under its extra fields when it has any; ``None`` is empty; anything else reads
+    through ``get()``. Read-only: never write to a view (it may be the object's own storage).
+    """
+    kind = type(obj)
+    if kind in MODEL_TYPES:
+        extra = obj.__pydantic_extra__
+        return {**extra, **obj.__dict__} if extra else obj.__dict__  # type: ignore[no-any-return]
+    if kind is dict:
+        return obj  # type: ignore[no-any-return]
+    return _view_other(obj, kind)
+
+
+def _view_other(obj: Any, kind: type) -> Mapping[str, Any]:
+    if obj is None:
+        return _EMPTY
+    how = _VIEW_KINDS.get(kind)
+    if how is None:
+        if _class_has(kind, "__pydantic_extra__") and _class_has(kind, "model_fields"):
+            how = _MODEL
+            MODEL_TYPES.add(kind)
+        elif _is_mapping(kind, obj):
+            how = _MAPPING
+        else:
+            how = _OTHER
+        _VIEW_KINDS[kind] = how
+    if how == _MODEL:
+        return view(obj)
+    if how == _MAPPING:
+        return obj  # type: ignore[no-any-return]
+    return _Fields(obj)  # type: ignore[return-value]
 
 
 def given(value: Any) -> bool:

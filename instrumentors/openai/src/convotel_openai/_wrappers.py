@@ -8,22 +8,19 @@ context (an SDK helper delegating to ``create``) is not traced twice.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.trace import Tracer
 
 from . import _raw
-from ._call import Call
+from ._call import INSIDE, Call
 from ._operations import Operation
 from ._streams import finish_stream, wrap_stream
 from ._utils import report
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 MARKER = "_convotel_openai"
-
-_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("convotel_openai_inside", default=False)
 
 
 try:
@@ -34,14 +31,11 @@ except ImportError:  # pragma: no cover - older opentelemetry-instrumentation
         return True
 
 
-def _suppressed() -> bool:
-    """Inside another instrumented call, or under OTel's ``suppress_instrumentation()``."""
-    return _inside.get() or not is_instrumentation_enabled()
-
-
 def _begin(tracer: Tracer, op: Operation, instance: Any, kwargs: Mapping[str, Any]) -> Call | None:
+    """The call's started span; ``None`` inside another instrumented call or under OTel's
+    ``suppress_instrumentation()`` (and when starting fails: the app's call goes on untraced)."""
     try:
-        if _suppressed():
+        if INSIDE.get() or not is_instrumentation_enabled():
             return None
         call = Call.start(tracer, op.operation, kwargs.get("model"), instance, op.request_attributes(kwargs))
     except Exception:
@@ -55,16 +49,37 @@ def _begin(tracer: Tracer, op: Operation, instance: Any, kwargs: Mapping[str, An
     return call
 
 
+# What the instrumentation does with a result, by the result's class.
+_PLAIN, _LEGACY, _API, _STREAM = range(4)
+_RESULT_KINDS: dict[type, int] = {}
+
+
+def _result_kind(kind: type) -> int:
+    found = _RESULT_KINDS.get(kind)
+    if found is None:
+        if _raw.is_legacy_response_class(kind):
+            found = _LEGACY
+        elif _raw.is_api_response_class(kind):
+            found = _API
+        elif hasattr(kind, "__anext__") or hasattr(kind, "__next__"):
+            found = _STREAM
+        else:
+            found = _PLAIN
+        _RESULT_KINDS[kind] = found
+    return found
+
+
 def _finish(call: Call, op: Operation, result: Any) -> Any:
     if not call.recording:
         call.end()
         return result
     try:
-        if _raw.is_legacy_response(result):
+        kind = _result_kind(type(result))
+        if kind == _LEGACY:
             return _raw.finish_legacy(call, op, result)
-        if _raw.is_api_response(result):
+        if kind == _API:
             return _raw.finish_api_response(call, op, result)
-        if op.stream_state is not None:
+        if kind == _STREAM and op.stream_state is not None:
             proxy = wrap_stream(result, call, op.stream_state(call), op.kind)
             if proxy is not None:
                 return proxy
@@ -80,16 +95,8 @@ def sync_wrapper(tracer: Tracer, op: Operation) -> Wrapper:
         call = _begin(tracer, op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        call.activate()
-        inside = _inside.set(True)
-        try:
+        with call:
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            _inside.reset(inside)
-            call.deactivate()
         return _finish(call, op, result)
 
     setattr(wrapper, MARKER, True)
@@ -101,16 +108,8 @@ def async_wrapper(tracer: Tracer, op: Operation) -> Wrapper:
         call = _begin(tracer, op, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        call.activate()
-        inside = _inside.set(True)
-        try:
+        with call:
             result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            _inside.reset(inside)
-            call.deactivate()
         return _finish(call, op, result)
 
     setattr(wrapper, MARKER, True)
