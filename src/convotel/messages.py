@@ -36,11 +36,22 @@ MESSAGE_TYPES: Final[frozenset[str]] = frozenset(MessageType.__args__)  # type: 
 DEFAULT_USER_ID: Final = "anonymous"
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def iso_from_ns(ns: int) -> str:
-    """RFC 3339 UTC timestamp with microseconds (``createdAt``)."""
+    """RFC 3339 UTC timestamp with microseconds (``createdAt``).
+
+    Called once per message; messages of a batch share their second, so the formatted
+    second is kept (one tuple, replaced atomically: safe across threads).
+    """
+    global _last_second
     seconds, rem = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rem // 1000)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    cached_second, prefix = _last_second
+    if cached_second != seconds:
+        prefix = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, prefix)
+    return f"{prefix}.{rem // 1000:06d}Z"
 
 
 @dataclass(frozen=True, slots=True)

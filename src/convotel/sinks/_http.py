@@ -321,6 +321,9 @@ class KeepAliveClient:
         except (OSError, ValueError) as exc:
             self.close()
             raise TransportError(f"cannot reach {self._host}:{self._port}: {type(exc).__name__}: {exc}") from None
+        except BaseException:
+            self.close()  # whatever it was, the connection may be mid-answer: never reuse it
+            raise
         if close:
             self.close()
         return answer

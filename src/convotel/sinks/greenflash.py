@@ -138,10 +138,11 @@ class GreenflashSink:
             data = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             data = None
-        items = data.get("messages") if isinstance(data, Mapping) else None
+        # orjson decodes objects as dicts: ``dict`` is the exact (and much cheaper) test here.
+        items = data.get("messages") if isinstance(data, dict) else None
         if isinstance(items, list):
             for item in items:
-                if isinstance(item, Mapping) and item.get("status") in _STATUSES:
+                if isinstance(item, dict) and item.get("status") in _STATUSES:
                     said[str(item.get("externalMessageId"))] = item["status"]
         elif not self._warned_unreadable:
             self._warned_unreadable = True

@@ -242,7 +242,7 @@ def _class_name(node: Any) -> str:
 
 #: serialized ``ChatPromptTemplate`` (LangChain caches one per template object) → its system templates
 _templates: dict[int, tuple[Any, list[tuple[str, list[str]]] | None]] = {}
-_MAX_TEMPLATES = 256
+_MAX_TEMPLATES = 64
 
 
 def system_templates(serialized: Any) -> list[tuple[str, list[str]]] | None:

@@ -22,6 +22,17 @@ _AZURE_CLASSES = {"BaseAzureClient", "AzureOpenAI", "AsyncAzureOpenAI"}
 # True while an instrumented SDK call runs in this context (see ``Call.__enter__``).
 INSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar("convotel_openai_inside", default=False)
 
+_PROVIDERS: dict[type, str] = {}
+_MISSING = object()
+# Client classes whose ``base_url`` is their ``_base_url`` (checked on the first call, per class).
+_PLAIN_URL: dict[type, bool] = {}
+# id(base_url object) -> (base_url object, client class, attributes). The SDK's ``base_url``
+# setter replaces the object, never mutates it, so the object identifies the address; it is
+# held here so its id is not reused while cached.
+_SERVERS: dict[int, tuple[Any, type, dict[str, Any]]] = {}
+_SERVERS_MAX = 256
+_NO_CLIENT = {semconv.PROVIDER_NAME: PROVIDER_OPENAI}
+
 
 def _provider(kind: type) -> str:
     provider = _PROVIDERS.get(kind)
@@ -41,17 +52,6 @@ def _server(url: Any) -> dict[str, Any]:
             port = 443 if get(url, "scheme") == "https" else 80
         attrs[SERVER_PORT] = port
     return attrs
-
-
-_PROVIDERS: dict[type, str] = {}
-_MISSING = object()
-# Client classes whose ``base_url`` is their ``_base_url`` (checked on the first call, per class).
-_PLAIN_URL: dict[type, bool] = {}
-# id(base_url object) -> (base_url object, client class, attributes). The SDK's ``base_url``
-# setter replaces the object, never mutates it, so the object identifies the address; it is
-# held here so its id is not reused while cached.
-_SERVERS: dict[int, tuple[Any, type, dict[str, Any]]] = {}
-_SERVERS_MAX = 256
 
 
 def _client_attributes(instance: Any) -> dict[str, Any]:
@@ -80,9 +80,6 @@ def _client_attributes(instance: Any) -> dict[str, Any]:
         _SERVERS.clear()
     _SERVERS[id(url)] = (url, kind, attrs)
     return attrs
-
-
-_NO_CLIENT = {semconv.PROVIDER_NAME: PROVIDER_OPENAI}
 
 
 def client_attributes(instance: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span
 
@@ -12,6 +12,9 @@ from convotel.instrumentation import json_attr
 
 from . import _messages as m
 from ._utils import MODEL_TYPES, arg, get, parse_arguments, report, view
+
+if TYPE_CHECKING:
+    from ._call import Call
 
 # GenAI semconv request/response names convotel.semconv does not carry.
 REQUEST_TEMPERATURE = "gen_ai.request.temperature"
@@ -27,6 +30,7 @@ OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
 
 OPERATION = semconv.OP_CHAT
+_EXTRA = "__pydantic_extra__"
 
 _NUMERIC = (
     ("temperature", REQUEST_TEMPERATURE),
@@ -57,7 +61,7 @@ def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         value = kwargs.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             attrs[name] = value
-    max_tokens = arg(kwargs, "max_completion_tokens")
+    max_tokens = arg(kwargs, "max_completion_tokens") if "max_completion_tokens" in kwargs else None
     if max_tokens is None:
         max_tokens = kwargs.get("max_tokens")
     if isinstance(max_tokens, int):
@@ -126,12 +130,16 @@ def add_usage(attrs: dict[str, Any], usage: Any, keys: tuple[str, str, str, str]
     value = fields.get(output_key)
     if isinstance(value, int):
         attrs[semconv.USAGE_OUTPUT_TOKENS] = value
-    reasoning = view(fields.get(output_details)).get("reasoning_tokens")
-    if isinstance(reasoning, int):
-        attrs[semconv.USAGE_REASONING_TOKENS] = reasoning
-    cached = view(fields.get(input_details)).get("cached_tokens")
-    if isinstance(cached, int):
-        attrs[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = cached
+    details = fields.get(output_details)
+    if details is not None:
+        value = view(details).get("reasoning_tokens")
+        if isinstance(value, int):
+            attrs[semconv.USAGE_REASONING_TOKENS] = value
+    details = fields.get(input_details)
+    if details is not None:
+        value = view(details).get("cached_tokens")
+        if isinstance(value, int):
+            attrs[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = value
 
 
 def _response_meta(attrs: dict[str, Any], response_id: Any, model: Any, tier: Any, fingerprint: Any) -> None:
@@ -156,7 +164,9 @@ def apply_response(span: Span, response: Any, capture: bool) -> None:
     _response_meta(
         attrs, fields.get("id"), fields.get("model"), fields.get("service_tier"), fields.get("system_fingerprint")
     )
-    add_usage(attrs, fields.get("usage"))
+    usage = fields.get("usage")
+    if usage is not None:
+        add_usage(attrs, usage)
     choices = [view(c) for c in fields.get("choices") or ()]
     if len(choices) > 1:
         choices.sort(key=_choice_index)
@@ -166,13 +176,17 @@ def apply_response(span: Span, response: Any, capture: bool) -> None:
         try:
             attrs[semconv.OUTPUT_MESSAGES] = json_attr(
                 [
-                    {"role": "assistant", "parts": m.assistant_parts(c.get("message"), capture), "finish_reason": reason}
-                    for c, reason in zip(choices, reasons)
+                    {"role": "assistant", "parts": m.assistant_parts(c.get("message"), capture), "finish_reason": why}
+                    for c, why in zip(choices, reasons, strict=True)
                 ]
             )
         except Exception:
             report("chat.output_messages")
     span.set_attributes(attrs)
+
+
+def apply_call_response(call: Call, response: Any) -> None:
+    apply_response(call.span, response, call.capture)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -189,7 +203,9 @@ class _ToolCallBuffer:
 
 
 class _ChoiceBuffer:
-    __slots__ = ("finish_reason", "text", "reasoning", "refusal", "tool_calls", "has_text", "has_reasoning", "has_refusal")
+    __slots__ = (
+        "finish_reason", "text", "reasoning", "refusal", "tool_calls", "has_text", "has_reasoning", "has_refusal"
+    )
 
     def __init__(self) -> None:
         self.finish_reason: str | None = None
@@ -245,7 +261,7 @@ class ChatStreamState:
     def process(self, chunk: Any) -> None:
         # ``view()`` inlined for the SDK's pydantic chunks (no extra fields): this runs per chunk.
         kind = type(chunk)
-        fields = chunk.__dict__ if kind in MODEL_TYPES and not chunk.__pydantic_extra__ else view(chunk)
+        fields = chunk.__dict__ if kind in MODEL_TYPES and not getattr(chunk, _EXTRA, None) else view(chunk)
         # Response metadata from the first chunk and the usage chunk only.
         if self.response_id is None:
             self._meta(fields)
@@ -258,7 +274,7 @@ class ChatStreamState:
             return
         for choice in choices:
             kind = type(choice)
-            choice = choice.__dict__ if kind in MODEL_TYPES and not choice.__pydantic_extra__ else view(choice)
+            choice = choice.__dict__ if kind in MODEL_TYPES and not getattr(choice, _EXTRA, None) else view(choice)
             index = choice.get("index") or 0
             buf = self.choices.get(index)
             if buf is None:
@@ -270,7 +286,7 @@ class ChatStreamState:
             if delta is None:
                 continue
             kind = type(delta)
-            delta = delta.__dict__ if kind in MODEL_TYPES and not delta.__pydantic_extra__ else view(delta)
+            delta = delta.__dict__ if kind in MODEL_TYPES and not getattr(delta, _EXTRA, None) else view(delta)
             content = delta.get("content")
             if content:
                 buf.has_text = True
@@ -289,7 +305,9 @@ class ChatStreamState:
                 for call in tool_calls:
                     call = view(call)
                     index = call.get("index")
-                    self._call_delta(buf, index if isinstance(index, int) else len(buf.tool_calls), call.get("id"), call.get("function"))
+                    if not isinstance(index, int):
+                        index = len(buf.tool_calls)
+                    self._call_delta(buf, index, call.get("id"), call.get("function"))
             function_call = delta.get("function_call")
             if function_call is not None:
                 self._call_delta(buf, -1, None, function_call)  # legacy ``function_call``: one call, no id
@@ -331,9 +349,13 @@ class ChatStreamState:
             attrs[semconv.OUTPUT_MESSAGES] = json_attr(
                 [
                     {"role": "assistant", "parts": self.choices[i].parts(self.capture), "finish_reason": reason}
-                    for i, reason in zip(indices, reasons)
+                    for i, reason in zip(indices, reasons, strict=True)
                 ]
             )
         if self.partial:
             attrs[semconv.PARTIAL] = True
         span.set_attributes(attrs)
+
+
+def stream_state(call: Call) -> ChatStreamState:
+    return ChatStreamState(call.capture)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span
 
@@ -12,6 +12,9 @@ from convotel import semconv
 from convotel.instrumentation import json_attr
 
 from ._utils import arg, as_list, get
+
+if TYPE_CHECKING:
+    from ._call import Call
 
 OPERATION = semconv.OP_EMBEDDINGS
 REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
@@ -74,3 +77,7 @@ def apply_response(span: Span, response: Any, capture: bool) -> None:
             if dims is not None:
                 attrs[semconv.EMBEDDINGS_DIMENSION_COUNT] = dims
     span.set_attributes(attrs)
+
+
+def apply_call_response(call: Call, response: Any) -> None:
+    apply_response(call.span, response, call.capture)

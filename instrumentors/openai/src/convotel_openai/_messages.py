@@ -61,7 +61,9 @@ def content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
     if content is None:
         return []
     if isinstance(content, str):
-        return [text_part(content, capture)] if content else []
+        if not content:
+            return []
+        return [{"type": "text", "content": content} if capture else {"type": "text"}]
     items = as_list(content)
     if items is None:
         return [text_part(content, capture)]
@@ -156,10 +158,13 @@ def _function_call_part(function_call: Any, capture: bool) -> dict[str, Any]:
 def assistant_parts(message: Any, capture: bool) -> list[dict[str, Any]]:
     fields = view(message)
     parts: list[dict[str, Any]] = []
-    reasoning = reasoning_of(fields)
-    if reasoning:
-        parts.append(text_part(reasoning, capture, "reasoning"))
-    parts.extend(content_parts(fields.get("content"), capture))
+    if fields.get("reasoning_content") or fields.get("reasoning"):
+        reasoning = reasoning_of(fields)
+        if reasoning:
+            parts.append(text_part(reasoning, capture, "reasoning"))
+    content = fields.get("content")
+    if content is not None:
+        parts.extend(content_parts(content, capture))
     refusal = fields.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(text_part(refusal, capture))
@@ -179,9 +184,12 @@ def leading_system(
     """(the parts of the leading system/developer messages or None, the index after them)."""
     system: list[dict[str, Any]] | None = None
     start = 0
-    while start < len(items) and get(items[start], "role") in SYSTEM_ROLES:
+    while start < len(items):
+        fields = view(items[start])
+        if fields.get("role") not in SYSTEM_ROLES:
+            break
         system = system or []
-        system.extend(parts_of(get(items[start], "content"), capture))
+        system.extend(parts_of(fields.get("content"), capture))
         start += 1
     return system, start
 

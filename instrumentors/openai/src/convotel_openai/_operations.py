@@ -1,9 +1,15 @@
-"""What differs between instrumented SDK methods, in one record per operation."""
+"""What differs between instrumented SDK methods, in one record per operation.
+
+Each API module (``_chat``, ``_responses``, ``_embeddings``) provides the same names:
+``OPERATION``, ``request_attributes``, ``request_content_attributes``, ``apply_call_response``
+and, for streamed results, ``stream_state``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from . import _chat, _embeddings, _responses
@@ -19,31 +25,18 @@ class Operation:
     apply_response: Callable[[Call, Any], None]  # a complete response (SDK model or decoded JSON)
     stream_state: Callable[[Call], Any] | None = None  # a StreamState for streamed results
 
+    @classmethod
+    def of(cls, kind: str, api: ModuleType) -> Operation:
+        return cls(
+            kind=kind,
+            operation=api.OPERATION,
+            request_attributes=api.request_attributes,
+            content_attributes=api.request_content_attributes,
+            apply_response=api.apply_call_response,
+            stream_state=getattr(api, "stream_state", None),
+        )
 
-CHAT = Operation(
-    kind="chat",
-    operation=_chat.OPERATION,
-    request_attributes=_chat.request_attributes,
-    content_attributes=_chat.request_content_attributes,
-    apply_response=lambda call, response: _chat.apply_response(call.span, response, call.capture),
-    stream_state=lambda call: _chat.ChatStreamState(call.capture),
-)
 
-RESPONSES = Operation(
-    kind="responses",
-    operation=_responses.OPERATION,
-    request_attributes=_responses.request_attributes,
-    content_attributes=_responses.request_content_attributes,
-    apply_response=lambda call, response: _responses.apply_response(
-        call.span, response, call.capture, conversation_known=call.conversation_known
-    ),
-    stream_state=lambda call: _responses.ResponsesStreamState(call.capture, call.conversation_known),
-)
-
-EMBEDDINGS = Operation(
-    kind="embeddings",
-    operation=_embeddings.OPERATION,
-    request_attributes=_embeddings.request_attributes,
-    content_attributes=_embeddings.request_content_attributes,
-    apply_response=lambda call, response: _embeddings.apply_response(call.span, response, call.capture),
-)
+CHAT = Operation.of("chat", _chat)
+RESPONSES = Operation.of("responses", _responses)
+EMBEDDINGS = Operation.of("embeddings", _embeddings)

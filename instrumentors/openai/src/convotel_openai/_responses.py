@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -22,6 +22,9 @@ from convotel.instrumentation import json_attr
 from . import _chat
 from . import _messages as m
 from ._utils import arg, as_list, get, parse_arguments, report, view
+
+if TYPE_CHECKING:
+    from ._call import Call
 
 OPERATION = semconv.OP_CHAT
 PREVIOUS_RESPONSE_ID = semconv.PREVIOUS_RESPONSE_ID
@@ -217,7 +220,8 @@ def input_messages(value: Any, capture: bool) -> tuple[list[dict[str, Any]] | No
         assistant = None
         if role in m.SYSTEM_ROLES:
             role = "system"
-        out.append({"role": role if isinstance(role, str) else "user", "parts": _content_parts(fields.get("content"), capture)})
+        parts = _content_parts(fields.get("content"), capture)
+        out.append({"role": role if isinstance(role, str) else "user", "parts": parts})
     return system, out
 
 
@@ -352,6 +356,10 @@ def apply_response(span: Span, response: Any, capture: bool, *, conversation_kno
         span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else "response failed"))
 
 
+def apply_call_response(call: Call, response: Any) -> None:
+    apply_response(call.span, response, call.capture, conversation_known=call.conversation_known)
+
+
 # --------------------------------------------------------------------------- streaming
 
 
@@ -469,10 +477,15 @@ class ResponsesStreamState:
             parts.extend(self.items[index].parts(self.capture, index in self.done))
         if self.items or self.response is not None:
             attrs[semconv.RESPONSE_FINISH_REASONS] = ("error",)
-            attrs[semconv.OUTPUT_MESSAGES] = json_attr([{"role": "assistant", "parts": parts, "finish_reason": "error"}])
+            output = {"role": "assistant", "parts": parts, "finish_reason": "error"}
+            attrs[semconv.OUTPUT_MESSAGES] = json_attr([output])
         span.set_attributes(attrs)
         if self.error is not None:
             code = get(self.error, "code")
             span.set_attribute(semconv.ERROR_TYPE, code if isinstance(code, str) and code else "stream_error")
             message = get(self.error, "message")
             span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else "stream error"))
+
+
+def stream_state(call: Call) -> ResponsesStreamState:
+    return ResponsesStreamState(call.capture, call.conversation_known)

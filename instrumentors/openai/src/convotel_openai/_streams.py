@@ -69,6 +69,17 @@ class _StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     def _self_end(self, exc: BaseException | None = None) -> None:
         _finish(self._self_call, self._self_state, self._self_kind, exc)
 
+    def _self_stopped(self, exc: BaseException) -> None:
+        """The SDK's iterator raised: the stream's end, or its failure."""
+        self._self_end(None if isinstance(exc, (StopIteration, StopAsyncIteration)) else exc)
+
+    def _self_take(self, item: Any) -> Any:
+        try:
+            self._self_process(item)
+        except Exception:
+            self._self_failed()
+        return item
+
     def __del__(self) -> None:
         """A stream dropped before it ended (never raises from a finalizer)."""
         try:
@@ -104,17 +115,10 @@ class SyncStreamProxy(_StreamProxy):
     def __next__(self) -> Any:
         try:
             item = self.__wrapped__.__next__()
-        except StopIteration:
-            self._self_end()
-            raise
         except BaseException as exc:
-            self._self_end(exc)
+            self._self_stopped(exc)
             raise
-        try:
-            self._self_process(item)
-        except Exception:
-            self._self_failed()
-        return item
+        return self._self_take(item)
 
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
@@ -140,17 +144,10 @@ class AsyncStreamProxy(_StreamProxy):
     async def __anext__(self) -> Any:
         try:
             item = await self.__wrapped__.__anext__()
-        except StopAsyncIteration:
-            self._self_end()
-            raise
         except BaseException as exc:
-            self._self_end(exc)
+            self._self_stopped(exc)
             raise
-        try:
-            self._self_process(item)
-        except Exception:
-            self._self_failed()
-        return item
+        return self._self_take(item)
 
     async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()

@@ -110,7 +110,7 @@ def view(obj: Any) -> Mapping[str, Any]:
     """
     kind = type(obj)
     if kind in MODEL_TYPES:
-        extra = obj.__pydantic_extra__
+        extra = getattr(obj, "__pydantic_extra__", None)  # unset on a model built without __init__
         return {**extra, **obj.__dict__} if extra else obj.__dict__  # type: ignore[no-any-return]
     if kind is dict:
         return obj  # type: ignore[no-any-return]

@@ -20,6 +20,7 @@ from ._streams import finish_stream, wrap_stream
 from ._utils import report
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+Args = tuple[Any, ...]
 MARKER = "_convotel_openai"
 
 
@@ -122,7 +123,7 @@ def helper_close_wrapper(is_async: bool) -> Wrapper:
 
     if is_async:
 
-        async def aclose(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        async def aclose(wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: dict[str, Any]) -> Any:
             try:
                 return await wrapped(*args, **kwargs)
             finally:
