@@ -26,6 +26,7 @@ ENV_OPENAI = "BENCH_OPENAI_URL"
 ENV_OTLP = "BENCH_OTLP_URL"
 ENV_INGEST = "BENCH_INGEST_URL"
 ENV_INGEST_TOKEN = "BENCH_INGEST_TOKEN"
+ENV_WORKER_CPUS = "BENCH_WORKER_CPUS"  # comma-separated CPUs a worker pins itself to
 ENV_INGEST_DB = "BENCH_INGEST_DB"  # set when the ingest server is `convotel serve` (messages are counted there)
 PRODUCT_ID = "bench-product"
 

@@ -26,11 +26,11 @@ from typing import Any
 
 from benchmarks import report, servers
 from benchmarks.configs import (ENV_INGEST, ENV_INGEST_DB, ENV_INGEST_TOKEN, ENV_OPENAI, ENV_OTLP,
-                                SUITE_CONFIGS, version)
+                                ENV_WORKER_CPUS, SUITE_CONFIGS, version)
 from benchmarks.scenarios import SUITE_SCENARIOS
 
 ROOT = Path(__file__).resolve().parent
-FULL = {"reps": 16, "calls": 100, "warmup": 60}
+FULL = {"reps": 40, "calls": 40, "warmup": 60}
 QUICK = {"reps": 3, "calls": 20, "warmup": 5}
 #: Variables that would change what a configuration does; workers start without them.
 _SCRUB_PREFIXES = ("OTEL_", "GREENFLASH_", "CONVOTEL_", "TRACELOOP_", "OPENINFERENCE_", "OPENAI_", "LANGCHAIN_",
@@ -45,6 +45,25 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def _place_on_cpus() -> tuple[str, dict[str, str]]:
+    """Loopback servers (and this orchestrator) on the first CPU, the measured worker on the others.
+
+    A worker that shares its CPU with the servers it calls, or migrates between CPUs, is slowed by
+    them at random; with these placements the rep-to-rep spread of one configuration against
+    itself was about halved here (2 cores). Every configuration gets the same placement; a
+    worker's own background threads share its CPU (as they share its GIL anyway). Returns a
+    description and the environment for the workers."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return "not pinned (no CPU affinity here)", {}
+    if len(cpus) < 2:
+        return "not pinned (one CPU)", {}
+    os.sched_setaffinity(0, cpus[:1])  # the servers started next inherit it
+    workers = ",".join(map(str, cpus[1:]))
+    return f"servers on CPU {cpus[0]}, each worker on CPU {workers}", {ENV_WORKER_CPUS: workers}
 
 
 def _start_servers(log_dir: Path, ingest: str) -> tuple[list[servers.Server], dict[str, str]]:
@@ -216,7 +235,8 @@ def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[
     return results
 
 
-def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ingest: str, load: str) -> str:
+def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ingest: str, load: str,
+                      placement: str) -> str:
     versions = ", ".join(f"{p} {version(p)}" for p in (
         "openai", "langchain-core", "langchain-openai", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -227,7 +247,7 @@ def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ing
         f"{os.cpu_count()} cores ({_cpu_model()}; load average {load} at the start), {versions}. "
         f"{params['reps']} repetitions of {params['calls']} calls (×0.35 to ×2 by scenario cost) per configuration "
         f"and scenario after a warm-up; one subprocess per configuration, repetitions interleaved across "
-        "configurations.\n\n"
+        f"configurations; {placement}.\n\n"
         "How to read it: *app thread* is the wall time of the SDK call in the calling thread (*of which app-thread "
         "CPU*: that thread's own CPU time, `time.thread_time()`); *process CPU* is `time.process_time()` over a "
         "repetition, including the flush of the telemetry pipeline at its end (so background export threads are "
@@ -272,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
     log_dir = Path(tempfile.mkdtemp(prefix="convotel-bench-"))
     print(f"benchmarks: logs in {log_dir}", file=sys.stderr, flush=True)
+    placement, worker_env = _place_on_cpus()
     running, env = _start_servers(log_dir, args.ingest)
+    env.update(worker_env)
     results: dict[str, dict[str, Any]] = {}
     server_cpu: dict[str, float | None] = {}
     try:
@@ -285,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     elapsed = time.monotonic() - started
 
-    sections = [_environment_line(params, elapsed, args.quick, args.ingest, load)]
+    sections = [_environment_line(params, elapsed, args.quick, args.ingest, load, placement)]
     sections += [report.suite_markdown(suite, results[suite]) for suite in suites]
     markdown = "\n\n".join(sections)
     print(markdown)

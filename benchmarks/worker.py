@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.configs import SUITE_CONFIGS, SUITE_SETUP, Setup, version
+from benchmarks.configs import ENV_WORKER_CPUS, SUITE_CONFIGS, SUITE_SETUP, Setup, version
 from benchmarks.scenarios import SUITE_SCENARIOS
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", required=True, choices=sorted(SUITE_CONFIGS))
     parser.add_argument("--config", required=True)
     args = parser.parse_args(argv)
+    if cpus := os.environ.get(ENV_WORKER_CPUS):
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # before any thread: they inherit it
     # The protocol owns the original stdout; whatever else is printed goes to stderr.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

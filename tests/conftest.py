@@ -21,6 +21,9 @@ that schema. ``make_ingest_server(**options)`` starts more (or differently
 configured) servers with the same checks; ``module_ingest_server`` is one
 shared by a whole module, for tests that only send requests that get rejected
 or read what they wrote themselves.
+
+``srv`` is a scriptable ``FaultServer`` (``faultserver``), one per test module,
+demanding that module's ``KEY`` as its API key and wiped clean for each test.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+from faultserver import FaultServer
 from ingest_support import IngestServer, running_ingest_server
 
 
@@ -59,3 +62,18 @@ def module_ingest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[I
     """One strict, checked ingest server for a whole test module."""
     with running_ingest_server(tmp_path_factory.mktemp("ingest")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def fault_server(request: pytest.FixtureRequest) -> Iterator[FaultServer]:
+    """One fault server per test module, demanding the module's ``KEY`` as its API key."""
+    with FaultServer(api_key=request.module.KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def srv(fault_server: FaultServer) -> FaultServer:
+    """The module's fault server, with no faults, requests or body limit left by earlier tests."""
+    fault_server.reset()
+    fault_server.max_body_bytes = None
+    return fault_server

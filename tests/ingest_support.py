@@ -1,6 +1,7 @@
 """A real Greenflash-compatible ingest server for tests, recording and checking every request.
 
-The fixtures in ``conftest.py`` wrap :func:`running_ingest_server`.
+The fixtures in ``conftest.py`` wrap :func:`running_ingest_server`; :func:`body` and
+:func:`user` build ``POST /v1/messages`` bodies for it (or for the store directly).
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+def body(*messages: dict[str, Any], conversation: str = "conv-1", **fields: Any) -> dict[str, Any]:
+    """A ``POST /v1/messages`` body: ``messages`` in one conversation of user ``alice``."""
+    return {"externalUserId": "alice", "externalConversationId": conversation, "messages": list(messages), **fields}
+
+
+def user(mid: str, text: str = "hi", **fields: Any) -> dict[str, Any]:
+    """A user message for :func:`body`."""
+    return {"externalMessageId": mid, "messageType": "user_message", "content": text, **fields}
 
 
 @dataclass

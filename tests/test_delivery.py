@@ -58,19 +58,6 @@ def parents_first(requests: list[list[dict[str, Any]]]) -> bool:
                for request in requests for m in request if m.get("parentExternalMessageId") in order)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with FaultServer(api_key=KEY) as s:
-        yield s
-
-
-@pytest.fixture
-def srv(server: FaultServer) -> Iterator[FaultServer]:
-    server.reset()
-    server.max_body_bytes = None
-    yield server
-
-
 @pytest.fixture
 def make(srv: FaultServer) -> Iterator[Callable[..., Delivery]]:
     """Build a Delivery on a GreenflashSink pointed at the fault server; shut down at teardown."""
@@ -276,6 +263,31 @@ def test_429_retry_after_holds_that_conversation_while_others_flow(
     assert d.flush(10)
     assert [(r.conversation, r.answered) for r in srv.snapshot()] == [("limited", 429), ("free", 200), ("limited", 200)]
     assert d.stats.retried == 1
+
+
+def test_conversations_due_together_each_arrive_once_in_their_own_request(
+        srv: FaultServer, make: Callable[..., Delivery]) -> None:
+    d = make(linger_s=0.05)
+    d.submit([batch(f"c{i}", msg(f"m{i}", 1), msg(f"r{i}", 2, f"m{i}")) for i in range(150)])
+    assert d.flush(10)
+    assert sorted(srv.delivered_ids()) == sorted([f"m{i}" for i in range(150)] + [f"r{i}" for i in range(150)])
+    assert sorted(r.conversation for r in srv.snapshot()) == sorted(f"c{i}" for i in range(150))
+    assert (d.stats.requests, d.stats.delivered, d.stats.retried) == (150, 300, 0)
+
+
+def test_faults_inside_a_group_sent_together_touch_only_their_conversations(
+        srv: FaultServer, make: Callable[..., Delivery]) -> None:
+    srv.fail(503, conversation="c3")
+    srv.close(conversation="c7")  # drops the connection mid-answer: later answers of the group are lost too
+    srv.garbage(body=b"<html>", conversation="c11")
+    srv.fail(400, conversation="c15", body={"error": "bad"})
+    d = make(linger_s=0.05)
+    d.submit([batch(f"c{i}", msg(f"m{i}", 1)) for i in range(20)])
+    assert d.flush(10)
+    assert set(srv.delivered_ids()) == {f"m{i}" for i in range(20)} - {"m15"}
+    assert d.stats.delivered + d.stats.deduplicated == 19  # a resent request is deduplicated, never doubled
+    assert d.stats.dropped == {"rejected": 1}
+    assert balanced(d.stats)
 
 
 def test_5xx_then_success(srv: FaultServer, make: Callable[..., Delivery]) -> None:

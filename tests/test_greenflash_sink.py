@@ -43,18 +43,6 @@ def sample(conversation: str = "conv-1") -> ConversationBatch:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with FaultServer(api_key=KEY) as s:
-        yield s
-
-
-@pytest.fixture
-def srv(server: FaultServer) -> Iterator[FaultServer]:
-    server.reset()
-    yield server
-
-
 @pytest.fixture
 def sink(srv: FaultServer) -> Iterator[GreenflashSink]:
     s = GreenflashSink(KEY, base_url=srv.base_url, product_id="prod-1", timeout_s=0.5)

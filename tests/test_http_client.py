@@ -13,54 +13,31 @@ from pathlib import Path
 import pytest
 
 from convotel.sinks._http import InvalidURL, KeepAliveClient, TransportError
+from rawhttp import LoopbackServer, read_request
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
 
-class OneShotServer:
+class OneShotServer(LoopbackServer):
     """Answers ``per_connection`` requests on each accepted connection, then closes it silently."""
 
+    path = "/api/v1"
+
     def __init__(self, per_connection: int, *, answer: bool = True) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
         self.per_connection = per_connection
         self.answer = answer
-        self.connections = 0
         self.requests = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/api/v1"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                for _ in range(self.per_connection):
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        data += chunk
-                    head, _, body = data.partition(b"\r\n\r\n")
-                    length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                                       if line.lower().startswith(b"content-length")), b"0"))
-                    while len(body) < length:
-                        body += conn.recv(65536)
-                    self.requests += 1
-                    if not self.answer:
-                        threading.Event().wait(2)
-                        break
-                    conn.sendall(OK)
-
-    def close(self) -> None:
-        self.sock.close()
+    def handle(self, conn: socket.socket) -> None:
+        for _ in range(self.per_connection):
+            if read_request(conn) is None:
+                break
+            self.requests += 1
+            if not self.answer:
+                threading.Event().wait(2)
+                break
+            conn.sendall(OK)
 
 
 @pytest.fixture
@@ -115,64 +92,36 @@ def test_a_url_that_is_not_http_is_refused() -> None:
 # -- answers framed every way HTTP/1.1 allows ---------------------------------------------------
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """Reads each request whole, answers with the next scripted bytes (sent in pieces, to test
     reassembly); an answer of ``None`` closes the connection instead; ``close_after`` closes
     the connection after that answer."""
 
     def __init__(self, answers: list[tuple[bytes | None, bool]], *, pieces: int = 3) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
         self.answers = list(answers)
         self.pieces = pieces
-        self.connections = 0
         self.requests: list[bytes] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+    def accepting(self) -> bool:
+        return bool(self.answers)
 
-    def _read_request(self, conn: socket.socket) -> bytes | None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length")), b"0"))
-        while len(body) < length:
-            body += conn.recv(65536)
-        return head + b"\r\n\r\n" + body
-
-    def _serve(self) -> None:
+    def handle(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while self.answers:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with conn:
-                while self.answers:
-                    request = self._read_request(conn)
-                    if request is None:
-                        break
-                    self.requests.append(request)
-                    answer, close = self.answers.pop(0)
-                    if answer is None:
-                        break
-                    step = max(1, len(answer) // self.pieces)
-                    for i in range(0, len(answer), step):
-                        conn.sendall(answer[i:i + step])
-                        threading.Event().wait(0.002)
-                    if close:
-                        break
-
-    def close(self) -> None:
-        self.sock.close()
+            request = read_request(conn)
+            if request is None:
+                break
+            self.requests.append(request)
+            answer, close = self.answers.pop(0)
+            if answer is None:
+                break
+            step = max(1, len(answer) // self.pieces)
+            for i in range(0, len(answer), step):
+                conn.sendall(answer[i:i + step])
+                threading.Event().wait(0.002)
+            if close:
+                break
 
 
 def _serve(answers: list[tuple[bytes | None, bool]], **kw: int) -> Iterator[ScriptedServer]:

@@ -15,15 +15,7 @@ from greenflash import Greenflash
 from greenflash.types import CreateMessageResponse
 
 import greenflash_schema
-from ingest_support import IngestServer, running_ingest_server
-
-
-def body(*messages: dict[str, Any], conversation: str = "conv-1", **fields: Any) -> dict[str, Any]:
-    return {"externalUserId": "alice", "externalConversationId": conversation, "messages": list(messages), **fields}
-
-
-def user(mid: str, text: str = "hi", **fields: Any) -> dict[str, Any]:
-    return {"externalMessageId": mid, "messageType": "user_message", "content": text, **fields}
+from ingest_support import IngestServer, body, running_ingest_server, user
 
 
 def post(server: IngestServer, payload: Any = None, **kwargs: Any) -> httpx.Response:

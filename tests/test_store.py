@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import greenflash_schema
+from ingest_support import body, user
 from convotel.messages import Conversation, ConversationBatch, Message
 from convotel.sinks.base import SinkError
 from convotel.sinks.local import LocalSink
@@ -23,14 +24,6 @@ from convotel.store.schema import SCHEMA_VERSION
 def store(tmp_path: Path) -> Any:
     with Store(tmp_path / "store.db") as opened:
         yield opened
-
-
-def body(*messages: dict[str, Any], conversation: str = "conv-1", **fields: Any) -> dict[str, Any]:
-    return {"externalUserId": "alice", "externalConversationId": conversation, "messages": list(messages), **fields}
-
-
-def user(mid: str, text: str = "hi", **fields: Any) -> dict[str, Any]:
-    return {"externalMessageId": mid, "messageType": "user_message", "content": text, **fields}
 
 
 # -- schema and paths ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""What every instrumentor shares: context attributes and the content switch.
+"""What every instrumentor shares: context attributes, the content switch, failures.
 
-Instrumentors stamp each span with :func:`context_attributes` when it starts and
-record message text only when :func:`capture_content` is true.
+Instrumentors stamp each span with :func:`context_attributes` when it starts,
+record message text only when :func:`capture_content` is true, and mark a failed
+call with :func:`record_failure`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from typing import Any
 
 import orjson
+from opentelemetry.trace import Span, Status, StatusCode
 
 from convotel import semconv
 from convotel.context import current
@@ -126,3 +128,15 @@ def context_attributes() -> dict[str, Any]:
 def json_attr(value: Any) -> str:
     """Encode a structured value as a JSON string attribute (OTel attributes are flat)."""
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def record_failure(span: Span, error: BaseException) -> None:
+    """Error type, HTTP status (when the error has one), the exception event and an error status."""
+    if not span.is_recording():
+        return
+    span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status)
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import openai_testing  # noqa: F401  (puts <repo>/tests on sys.path for the shared replay helper)
 import pytest
 from convotel_openai import OpenAIInstrumentor
+from openai_testing import instrumented  # also puts <repo>/tests on sys.path for the shared replay helper
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -46,7 +46,5 @@ def capture_off() -> Iterator[None]:
 
 @pytest.fixture
 def instrument(tracer_provider: TracerProvider) -> Iterator[OpenAIInstrumentor]:
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    yield instrumentor
-    instrumentor.uninstrument()
+    with instrumented(tracer_provider) as instrumentor:
+        yield instrumentor

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from convotel_openai import OpenAIInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
 # The shared cassette replay helper lives in <repo>/tests/openai_replay.py.
 _REPO_TESTS = str(Path(__file__).resolve().parents[3] / "tests")
@@ -24,6 +26,17 @@ JSON_ATTRS = (
     "convotel.input",
     "convotel.conversation.properties",
 )
+
+
+@contextmanager
+def instrumented(tracer_provider: TracerProvider) -> Iterator[OpenAIInstrumentor]:
+    """The OpenAI instrumentor on for the ``with`` block, off again however the block ends."""
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        yield instrumentor
+    finally:
+        instrumentor.uninstrument()
 
 
 def decoded(span: ReadableSpan) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from openai_replay import (
     replay_server,
     request_kwargs,
 )
-from openai_testing import all_text, decoded
+from openai_testing import all_text, decoded, instrumented
 from opentelemetry.trace import SpanKind, StatusCode
 
 import convotel
@@ -78,12 +78,8 @@ def dump(result: Any) -> Any:
 def test_every_chat_cassette_same_result_and_one_span(name, tracer_provider, exporter):
     is_async = name.startswith("test_async")
     baseline = [dump(r) for r in call_all(name, is_async=is_async)]
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    try:
+    with instrumented(tracer_provider):
         results = call_all(name, is_async=is_async)
-    finally:
-        instrumentor.uninstrument()
     assert [dump(r) for r in results] == baseline
     spans = exporter.get_finished_spans()
     assert len(spans) == len(results)
@@ -105,14 +101,10 @@ def test_every_chat_cassette_same_result_and_one_span(name, tracer_provider, exp
 @pytest.mark.parametrize("name", _chat_cassettes(stream=False))
 def test_every_chat_cassette_raw_response(name, tracer_provider, exporter):
     baseline = [dump(r) for r in call_all(name, raw=True)]
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    try:
+    with instrumented(tracer_provider):
         results = call_all(name, raw=True)
         assert all(type(r).__name__ == "LegacyAPIResponse" for r in results)
         assert [dump(r) for r in results] == baseline
-    finally:
-        instrumentor.uninstrument()
     spans = exporter.get_finished_spans()
     assert len(spans) == len(results)
     for span, result in zip(spans, results):
@@ -383,17 +375,12 @@ def test_exception_is_the_same_object(tracer_provider, exporter, monkeypatch, is
 
     monkeypatch.setattr(chat.Completions, "create", raising)
     monkeypatch.setattr(chat.AsyncCompletions, "create", araising)
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    try:
-        with pytest.raises(RuntimeError) as info:
-            if is_async:
-                c = aclient("http://127.0.0.1:9/v1")
-                asyncio.run(c.chat.completions.create(model="m", messages=[]))
-            else:
-                client("http://127.0.0.1:9/v1").chat.completions.create(model="m", messages=[])
-    finally:
-        instrumentor.uninstrument()
+    with instrumented(tracer_provider), pytest.raises(RuntimeError) as info:
+        if is_async:
+            c = aclient("http://127.0.0.1:9/v1")
+            asyncio.run(c.chat.completions.create(model="m", messages=[]))
+        else:
+            client("http://127.0.0.1:9/v1").chat.completions.create(model="m", messages=[])
     assert info.value is boom
     assert chat.Completions.__dict__["create"] is raising
     (span,) = exporter.get_finished_spans()
@@ -407,9 +394,7 @@ def test_instrument_twice_and_uninstrument_restores_originals(tracer_provider):
     from openai.resources.chat import completions as chat
 
     originals = {cls: cls.__dict__["create"] for cls in (chat.Completions, chat.AsyncCompletions)}
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    try:
+    with instrumented(tracer_provider) as instrumentor:
         wrapped = {cls: cls.__dict__["create"] for cls in originals}
         for cls, original in originals.items():
             assert wrapped[cls] is not original
@@ -420,8 +405,6 @@ def test_instrument_twice_and_uninstrument_restores_originals(tracer_provider):
         assert len(_patching.active()) == count
         for cls in originals:
             assert cls.__dict__["create"] is wrapped[cls]
-    finally:
-        instrumentor.uninstrument()
     for cls, original in originals.items():
         assert cls.__dict__["create"] is original
     assert _patching.active() == []

@@ -9,9 +9,8 @@ from typing import Any
 
 import openai
 import pytest
-from convotel_openai import OpenAIInstrumentor
 from openai_replay import cassette_names, load_cassette, replay_server, request_kwargs
-from openai_testing import all_text, decoded
+from openai_testing import all_text, decoded, instrumented
 from opentelemetry.trace import StatusCode
 
 EMBEDDINGS = [n for n in cassette_names() if load_cassette(n).interactions[0].path == "/v1/embeddings"]
@@ -37,12 +36,8 @@ def embed(name: str, **overrides: Any) -> Any:
 @pytest.mark.parametrize("name", OK)
 def test_every_embeddings_cassette(name, tracer_provider, exporter):
     baseline = embed(name).model_dump(warnings=False)
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    try:
+    with instrumented(tracer_provider):
         result = embed(name)
-    finally:
-        instrumentor.uninstrument()
     assert result.model_dump(warnings=False) == baseline
     (span,) = exporter.get_finished_spans()
     attrs = decoded(span)

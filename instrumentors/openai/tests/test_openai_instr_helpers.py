@@ -8,9 +8,9 @@ from typing import Any
 
 import openai
 import pytest
-from convotel_openai import OpenAIInstrumentor, _patching
+from convotel_openai import _patching
 from openai_replay import replay_server, request_kwargs
-from openai_testing import decoded, json_client
+from openai_testing import decoded, instrumented, json_client
 from pydantic import BaseModel
 
 
@@ -209,14 +209,10 @@ def test_responses_raw_stream_like_langchain(instrument, exporter):
 
 
 def test_every_patch_is_restored(tracer_provider):
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    patches = _patching.active()
-    try:
+    with instrumented(tracer_provider):
+        patches = _patching.active()
         assert len(patches) >= 12
         for patch in patches:
             assert patch.owner.__dict__[patch.name].__wrapped__ is patch.original
-    finally:
-        instrumentor.uninstrument()
     for patch in patches:
         assert patch.owner.__dict__[patch.name] is patch.original

@@ -8,10 +8,10 @@ from typing import Any
 
 import openai
 import pytest
-from convotel_openai import OpenAIInstrumentor, _responses
+from convotel_openai import _responses
 from convotel_openai._streams import SyncStreamProxy
 from openai_replay import cassette_names, load_cassette, replay_server, request_kwargs
-from openai_testing import all_text, decoded, sse_client
+from openai_testing import all_text, decoded, instrumented, sse_client
 from opentelemetry.trace import SpanKind, StatusCode
 
 import convotel
@@ -44,12 +44,8 @@ def final_response(result: Any) -> Any:
 @pytest.mark.parametrize("name", OK)
 def test_every_responses_cassette(name, tracer_provider, exporter):
     baseline = dump(create(name))
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    try:
+    with instrumented(tracer_provider):
         result = create(name)
-    finally:
-        instrumentor.uninstrument()
     assert dump(result) == baseline
     (span,) = exporter.get_finished_spans()
     attrs = decoded(span)

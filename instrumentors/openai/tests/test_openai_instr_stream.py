@@ -8,10 +8,9 @@ from typing import Any
 
 import openai
 import pytest
-from convotel_openai import OpenAIInstrumentor
 from convotel_openai._streams import AsyncStreamProxy, SyncStreamProxy
 from openai_replay import cassette_names, load_cassette, replay_server, request_kwargs
-from openai_testing import all_text, chunk, decoded, sse_client
+from openai_testing import all_text, chunk, decoded, instrumented, sse_client
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
@@ -64,12 +63,8 @@ def reassembled(chunks: list[Any]) -> dict[int, str]:
 @pytest.mark.parametrize("name", STREAM_CASSETTES)
 def test_every_stream_cassette_passes_chunks_through(name, raw, tracer_provider, exporter):
     baseline = [c.model_dump() for c in stream_all(name, raw=raw)]
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    try:
+    with instrumented(tracer_provider):
         chunks = stream_all(name, raw=raw)
-    finally:
-        instrumentor.uninstrument()
     assert [c.model_dump() for c in chunks] == baseline
     (span,) = exporter.get_finished_spans()
     attrs = decoded(span)
@@ -386,16 +381,11 @@ def test_async_consumer_exception_and_cut(instrument, exporter):
 def test_unsampled_stream_is_not_wrapped(exporter):
     provider = TracerProvider(sampler=ALWAYS_OFF)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
-    try:
-        name = "test_chat_completion_streaming"
-        with replay_server(name) as url:
-            stream = client(url).chat.completions.create(**request_kwargs(name))
-            assert type(stream) is openai.Stream
-            assert len(list(stream)) > 1
-    finally:
-        instrumentor.uninstrument()
+    name = "test_chat_completion_streaming"
+    with instrumented(provider), replay_server(name) as url:
+        stream = client(url).chat.completions.create(**request_kwargs(name))
+        assert type(stream) is openai.Stream
+        assert len(list(stream)) > 1
     assert exporter.get_finished_spans() == ()
 
 

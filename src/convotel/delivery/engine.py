@@ -38,6 +38,7 @@ logger = logging.getLogger("convotel.delivery")
 MAX_RETRY_AFTER_S = 120.0
 _SPOOL_LOAD_ROWS = 256
 _ERROR_PAUSE_S = 1.0  # after an unexpected worker error, so a persistent one cannot spin
+_SEND_GROUP = 64  # conversations sent together (pipelined); progress is published after each group
 
 
 def _valid(batch: object) -> bool:
@@ -309,7 +310,7 @@ class Delivery:
         with self._cond:
             return self._counters.snapshot(self._pending - self._released + self._spooled_only)
 
-    def _say_once(self, kind: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
+    def _say_once(self, kind: str, level: int, msg: str, *args: Any, exc_info: Any = False) -> None:
         if kind not in self._said:
             self._said.add(kind)
             logger.log(level, msg, *args, exc_info=exc_info)
@@ -465,26 +466,33 @@ class Delivery:
             if conv is not None and conv.token == token:
                 conv.scheduled_at = None
                 due.append(conv)
+        sending: list[ConvState] = []
         for conv in due:
+            if self._advance(conv, force):
+                sending.append(conv)
+            else:
+                self._schedule(conv, force)
+        # Each conversation's next request, of all that are due, leaves together (pipelined).
+        for start in range(0, len(sending), _SEND_GROUP):
             if self._stop:  # shutdown's deadline passed; leave the rest (spooled, if on)
                 return
-            self._advance(conv, force)
-            self._schedule(conv, force)
+            group = sending[start:start + _SEND_GROUP]
+            self._send_heads(group)
+            for conv in group:
+                self._schedule(conv, force)
 
-    def _advance(self, conv: ConvState, force: bool) -> None:
+    def _advance(self, conv: ConvState, force: bool) -> bool:
+        """Plans what the conversation has to send; whether its next request should leave now."""
         now = time.monotonic()
         if conv.outbox:
-            if now >= conv.retry_at:
-                self._send_head(conv)
-            return
+            return now >= conv.retry_at
         ready = (force or conv.recheck or (conv.pending and now >= conv.due)
                  or (conv.held and now >= conv.hold_expiry(self._hold_s)))
         if not ready:
-            return
+            return False
         conv.recheck = False
         self._plan(conv, now, force)
-        if conv.outbox:
-            self._send_head(conv)
+        return bool(conv.outbox)
 
     def _plan(self, conv: ConvState, now: float, force: bool) -> None:
         pending = conv.pending
@@ -521,24 +529,44 @@ class Delivery:
             self._drop(conv, [m], "unencodable")
         conv.outbox.extend(conv.request(chunk, data) for chunk, data in zip(plan.requests, plan.encoded, strict=True))
 
-    def _send_head(self, conv: ConvState) -> None:
-        request = conv.outbox[0]
-        try:
-            statuses = self._sink.send(request).statuses
-            if not isinstance(statuses, Mapping):
-                raise TypeError(f"SendResult.statuses is a {type(statuses).__name__}, not a mapping")
-        except SinkError as err:
-            self._failed(conv, request, err)
+    def _send_heads(self, convs: list[ConvState]) -> None:
+        """Sends the first request of each conversation and settles each by its outcome."""
+        requests = [conv.outbox[0] for conv in convs]
+        send_many = getattr(self._sink, "send_many", None) if len(requests) > 1 else None
+        outcomes: list[Any]
+        if send_many is not None:
+            try:
+                outcomes = send_many(requests)
+                if not isinstance(outcomes, list) or len(outcomes) != len(requests):
+                    raise TypeError(f"send_many() returned {type(outcomes).__name__}, not one outcome per batch")
+            except Exception as exc:
+                outcomes = [exc] * len(requests)
+        else:
+            outcomes = []
+            for request in requests:
+                try:
+                    outcomes.append(self._sink.send(request))
+                except Exception as exc:
+                    outcomes.append(exc)
+        for conv, request, outcome in zip(convs, requests, outcomes, strict=True):
+            self._settle(conv, request, outcome)
+        self._publish()
+
+    def _settle(self, conv: ConvState, request: ConversationBatch, outcome: Any) -> None:
+        if isinstance(outcome, SinkError):
+            self._failed(conv, request, outcome)
             return
-        except Exception:
-            conv.outbox.popleft()
-            conv.attempts = 0
-            self._drop(conv, request.messages, "sink_error")
-            self._say_once("sink-error", logging.ERROR, "convotel: the %s sink failed unexpectedly; dropped its "
-                           "batch (counted in stats.dropped['sink_error'])", self._name, exc_info=True)
-            return
+        statuses = getattr(outcome, "statuses", None)
         conv.outbox.popleft()
         conv.attempts = 0
+        if not isinstance(statuses, Mapping):
+            self._drop(conv, request.messages, "sink_error")
+            problem = outcome if isinstance(outcome, BaseException) else TypeError(
+                f"the sink returned {type(outcome).__name__}, not a SendResult with a statuses mapping")
+            self._say_once("sink-error", logging.ERROR, "convotel: the %s sink failed unexpectedly; dropped its "
+                           "batch (counted in stats.dropped['sink_error'])", self._name,
+                           exc_info=(type(problem), problem, problem.__traceback__))
+            return
         counters = self._counters
         counters.requests += 1
         for m in request.messages:
@@ -550,7 +578,6 @@ class Delivery:
             self._resolve(conv.key, m.external_message_id)
         if conv.held:
             conv.recheck = True
-        self._publish()
 
     def _failed(self, conv: ConvState, request: ConversationBatch, err: SinkError) -> None:
         messages = request.messages

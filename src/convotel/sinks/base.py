@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -49,3 +50,10 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ManySink(Sink, Protocol):
+    """A sink that can send batches of several conversations at once (delivery prefers it when
+    several are due): an outcome per batch, in order; it raises only for a bug of its own."""
+
+    def send_many(self, batches: Sequence[ConversationBatch]) -> list[SendResult | SinkError]: ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -67,7 +67,8 @@ class _Secret:
 
 
 class GreenflashSink:
-    """Sends one conversation batch per request. Never retries itself (delivery does)."""
+    """Sends one conversation batch per request (pipelined when several are due). Never retries itself
+    (delivery does)."""
 
     name = "greenflash"
 
@@ -100,12 +101,29 @@ class GreenflashSink:
         return f"GreenflashSink(base_url={self.base_url!r}, product_id={self.product_id!r}, api_key='***')"
 
     def send(self, batch: ConversationBatch) -> SendResult:
-        outcome = self._post(self._body(batch))
+        outcome = self.send_many([batch])[0]
         if isinstance(outcome, SinkError):
             raise outcome  # raised here, not in an except block: no chained exception (see module doc)
-        if outcome.is_success:
-            return SendResult(self._statuses(batch, outcome))
-        raise self._error(outcome)
+        return outcome
+
+    def send_many(self, batches: Sequence[ConversationBatch]) -> list[SendResult | SinkError]:
+        """One request per batch, pipelined on the kept-alive connection; an outcome per batch, in order."""
+        if self._client is None:
+            error = SinkError(f"base_url {self.base_url!r} is not a usable http(s) URL", transient=False)
+            return [error] * len(batches)
+        headers = {"Authorization": f"Bearer {self._key.value}", "Content-Type": "application/json",
+                   "User-Agent": "convotel"}
+        answers = self._client.post_many("/messages", [self._body(batch) for batch in batches], headers)
+        return [self._outcome(batch, answer) for batch, answer in zip(batches, answers, strict=True)]
+
+    def _outcome(self, batch: ConversationBatch, answer: Answer | TransportError) -> SendResult | SinkError:
+        if isinstance(answer, TransportError):
+            if answer.timeout:
+                return SinkError(f"Greenflash did not answer within {self.timeout_s:g}s", transient=True)
+            return SinkError(f"cannot reach Greenflash at {self._url}: {answer}", transient=True)
+        if answer.is_success:
+            return SendResult(self._statuses(batch, answer))
+        return self._error(answer)
 
     def _body(self, batch: ConversationBatch) -> bytes:
         """``wire.dumps(batch.to_wire(product_id=...))``; from the messages delivery already encoded
@@ -119,18 +137,6 @@ class GreenflashSink:
         head = dumps(envelope.to_wire(product_id=self.product_id))
         cut = head.index(b'"messages":[]') + 12
         return b"".join((head[:cut], b",".join(encoded), head[cut:]))
-
-    def _post(self, body: bytes) -> Answer | SinkError:
-        if self._client is None:
-            return SinkError(f"base_url {self.base_url!r} is not a usable http(s) URL", transient=False)
-        headers = {"Authorization": f"Bearer {self._key.value}", "Content-Type": "application/json",
-                   "User-Agent": "convotel"}
-        try:
-            return self._client.post("/messages", body, headers)
-        except TransportError as exc:
-            if exc.timeout:
-                return SinkError(f"Greenflash did not answer within {self.timeout_s:g}s", transient=True)
-            return SinkError(f"cannot reach Greenflash at {self._url}: {exc}", transient=True)
 
     def _statuses(self, batch: ConversationBatch, response: Answer) -> dict[str, MessageStatus]:
         said: dict[str, Any] = {}

@@ -2,9 +2,10 @@
 
 The parts format is exactly the one ``convotel-openai`` records for the same
 request (roles user/assistant/tool/system; parts text, reasoning, tool_call,
-tool_call_response, uri/blob), so a history seen through LangChain and through
-the OpenAI client hashes to the same message ids. With content capture off every
-part keeps its type, ids and names but loses its text.
+tool_call_response, uri/blob; both build them with :mod:`convotel.message_parts`),
+so a history seen through LangChain and through the OpenAI client hashes to the
+same message ids. With content capture off every part keeps its type, ids and
+names but loses its text.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from convotel.message_parts import blob_part, content_text, image_part, join_text, text_part
 
 _ROLES = {
     "human": "user",
@@ -38,32 +41,16 @@ def role_of(message: Any) -> str:
     return _ROLES.get(kind, kind)
 
 
-def _text(text: Any, capture: bool, kind: str = "text") -> dict[str, Any]:
-    return {"type": kind, "content": text if isinstance(text, str) else str(text)} if capture else {"type": kind}
-
-
 def _image(block: Mapping[str, Any], capture: bool) -> dict[str, Any]:
+    """An OpenAI-style ``image_url`` block or a standard ``image`` block (by URL or inline base64)."""
     url = block.get("image_url")
     if isinstance(url, Mapping):
         url = url.get("url")
     if url is None:
         url = block.get("url")
-    if isinstance(url, str) and url.startswith("data:"):
-        part: dict[str, Any] = {"type": "blob", "modality": "image"}
-        mime = url[5:].split(",", 1)[0].split(";", 1)[0]
-        if mime:
-            part["mime_type"] = mime
-        return part
     if isinstance(url, str):
-        part = {"type": "uri", "modality": "image"}
-        if capture:
-            part["uri"] = url
-        return part
-    part = {"type": "blob", "modality": "image"}  # inline base64 (``data``/``base64``) never goes on the span
-    mime = block.get("mime_type")
-    if isinstance(mime, str):
-        part["mime_type"] = mime
-    return part
+        return image_part(url, capture)
+    return blob_part("image", block.get("mime_type"))
 
 
 def _reasoning_text(block: Mapping[str, Any]) -> str:
@@ -82,46 +69,30 @@ def content_parts(content: Any, capture: bool, *, with_reasoning: bool = False) 
     if content is None:
         return []
     if isinstance(content, str):
-        return [_text(content, capture)] if content else []
+        return [text_part(content, capture)] if content else []
     if not isinstance(content, (list, tuple)):
-        return [_text(content, capture)]
+        return [text_part(content, capture)]
     parts: list[dict[str, Any]] = []
     for block in content:
         if isinstance(block, str):
             if block:
-                parts.append(_text(block, capture))
+                parts.append(text_part(block, capture))
             continue
         if not isinstance(block, Mapping):
             continue
         kind = block.get("type")
         if kind == "text":
-            parts.append(_text(block.get("text") or "", capture))
+            parts.append(text_part(block.get("text") or "", capture))
         elif kind in ("reasoning", "thinking"):
             if with_reasoning:
-                parts.append(_text(_reasoning_text(block), capture, "reasoning"))
+                parts.append(text_part(_reasoning_text(block), capture, "reasoning"))
         elif kind in ("image_url", "image"):
             parts.append(_image(block, capture))
         elif kind in ("tool_call", "tool_use", "function_call", "tool_call_chunk", "redacted_thinking"):
             continue  # tool calls come from ``message.tool_calls``
         else:
             parts.append({"type": str(kind) if kind else "unknown"})
-    return parts
-
-
-def content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        texts = []
-        for block in content:
-            if isinstance(block, str):
-                texts.append(block)
-            elif isinstance(block, Mapping) and block.get("type") == "text":
-                texts.append(str(block.get("text") or ""))
-        return "".join(texts)
-    return str(content)
+    return join_text(parts)
 
 
 def assistant_parts(message: Any, capture: bool) -> list[dict[str, Any]]:
@@ -129,7 +100,7 @@ def assistant_parts(message: Any, capture: bool) -> list[dict[str, Any]]:
     extra = getattr(message, "additional_kwargs", None) or {}
     reasoning = extra.get("reasoning_content") if isinstance(extra, Mapping) else None
     if isinstance(reasoning, str) and reasoning:
-        parts.append(_text(reasoning, capture, "reasoning"))
+        parts.append(text_part(reasoning, capture, "reasoning"))
     parts.extend(content_parts(getattr(message, "content", None), capture, with_reasoning=True))
     for call in getattr(message, "tool_calls", None) or ():
         part: dict[str, Any] = {"type": "tool_call", "id": call.get("id"), "name": call.get("name")}
@@ -189,7 +160,7 @@ def output_message(generation: Any, capture: bool) -> dict[str, Any]:
         parts = assistant_parts(message, capture)
     else:
         text = getattr(generation, "text", "")
-        parts = [_text(text, capture)] if text else []
+        parts = [text_part(text, capture)] if text else []
     out: dict[str, Any] = {"role": "assistant", "parts": parts}
     reason = finish_reason(generation)
     if reason is not None:

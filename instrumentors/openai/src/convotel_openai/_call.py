@@ -7,10 +7,10 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from convotel import semconv
-from convotel.instrumentation import capture_content, context_attributes
+from convotel.instrumentation import capture_content, context_attributes, record_failure
 
 from ._utils import get, report
 
@@ -166,14 +166,7 @@ class Call:
         if self.ended:
             return
         try:
-            span = self.span
-            if span.is_recording():
-                span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
-                status = getattr(exc, "status_code", None)
-                if isinstance(status, int):
-                    span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status)
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__qualname__))
+            record_failure(self.span, exc)
         except Exception:
             report("span.fail")
         self.end()

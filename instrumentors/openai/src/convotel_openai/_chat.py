@@ -9,6 +9,7 @@ from opentelemetry.trace import Span
 
 from convotel import semconv
 from convotel.instrumentation import json_attr
+from convotel.message_parts import text_part
 
 from . import _messages as m
 from ._utils import MODEL_TYPES, arg, get, parse_arguments, report, view
@@ -218,11 +219,11 @@ class _ChoiceBuffer:
     def parts(self, capture: bool) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = []
         if self.has_reasoning:
-            parts.append(m.text_part("".join(self.reasoning), capture, "reasoning"))
+            parts.append(text_part("".join(self.reasoning), capture, "reasoning"))
         if self.has_text:
-            parts.append(m.text_part("".join(self.text), capture))
+            parts.append(text_part("".join(self.text), capture))
         if self.has_refusal:
-            parts.append(m.text_part("".join(self.refusal), capture))
+            parts.append(text_part("".join(self.refusal), capture))
         for index in sorted(self.tool_calls):
             call = self.tool_calls[index]
             part: dict[str, Any] = {"type": "tool_call", "id": call.id, "name": call.name}

@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from convotel.message_parts import blob_part, content_text, image_part, join_text, text_part
+
 from ._utils import as_list, get, parse_arguments, view
 
 SYSTEM_ROLES = ("system", "developer")
-
-
-def text_part(text: Any, capture: bool, kind: str = "text") -> dict[str, Any]:
-    return {"type": kind, "content": text if isinstance(text, str) else str(text)} if capture else {"type": kind}
 
 
 def reasoning_text(message: Any) -> str | None:
@@ -33,27 +31,6 @@ def reasoning_of(fields: Mapping[str, Any]) -> str | None:
     if isinstance(value, str) and value:
         return value
     return None
-
-
-def _data_uri_mime(url: str) -> str | None:
-    head = url[5:].split(",", 1)[0]
-    mime = head.split(";", 1)[0]
-    return mime or None
-
-
-def image_part(image: Any, capture: bool) -> dict[str, Any]:
-    url = get(image, "url") if not isinstance(image, str) else image
-    if isinstance(url, str) and url.startswith("data:"):
-        # Inline bytes never go on the span: a blob part says an image was there.
-        part: dict[str, Any] = {"type": "blob", "modality": "image"}
-        mime = _data_uri_mime(url)
-        if mime:
-            part["mime_type"] = mime
-        return part
-    part = {"type": "uri", "modality": "image"}
-    if capture and isinstance(url, str):
-        part["uri"] = url
-    return part
 
 
 def content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
@@ -79,16 +56,13 @@ def content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
         elif kind == "refusal":
             parts.append(text_part(get(item, "refusal") or "", capture))
         elif kind == "image_url":
-            parts.append(image_part(get(item, "image_url"), capture))
+            image = get(item, "image_url")  # {"url": ...}, or a bare URL
+            parts.append(image_part(image if isinstance(image, str) else get(image, "url"), capture))
         elif kind == "input_audio":
-            audio = get(item, "input_audio")
-            part: dict[str, Any] = {"type": "blob", "modality": "audio"}
-            fmt = get(audio, "format")
-            if isinstance(fmt, str):
-                part["mime_type"] = f"audio/{fmt}"
-            parts.append(part)
+            fmt = get(get(item, "input_audio"), "format")
+            parts.append(blob_part("audio", f"audio/{fmt}" if isinstance(fmt, str) else None))
         elif kind == "file":
-            part = {"type": "file"}
+            part: dict[str, Any] = {"type": "file"}
             file_id = get(get(item, "file"), "file_id")
             if capture and isinstance(file_id, str):
                 part["file_id"] = file_id
@@ -96,43 +70,6 @@ def content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
         else:
             parts.append({"type": str(kind) if kind else "unknown"})
     return join_text(parts)
-
-
-TEXT_JOINER = "\n"
-
-
-def join_text(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge runs of adjacent text parts into one (joined with a newline), so a list of
-    text parts and the same text as one string describe the same message."""
-    if len(parts) < 2:
-        return parts
-    out: list[dict[str, Any]] = []
-    for part in parts:
-        prev = out[-1] if out else None
-        if prev is not None and part.get("type") == "text" and prev.get("type") == "text":
-            if "content" in prev:
-                out[-1] = {"type": "text", "content": prev["content"] + TEXT_JOINER + part.get("content", "")}
-            continue
-        out.append(part)
-    return out
-
-
-def content_text(content: Any) -> str:
-    """Plain text of a ``content`` (string, or text parts joined)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    items = as_list(content)
-    if items is None:
-        return str(content)
-    texts = []
-    for item in items:
-        if isinstance(item, str):
-            texts.append(item)
-        elif get(item, "type") == "text":
-            texts.append(get(item, "text") or "")
-    return TEXT_JOINER.join(texts)
 
 
 def tool_call_part(call: Any, capture: bool) -> dict[str, Any]:

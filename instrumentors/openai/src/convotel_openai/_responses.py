@@ -18,6 +18,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from convotel import semconv
 from convotel.instrumentation import json_attr
+from convotel.message_parts import content_text, image_part, join_text, text_part
 
 from . import _chat
 from . import _messages as m
@@ -121,13 +122,13 @@ def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
         fields = view(item)
         kind = fields.get("type")
         if kind in _TEXT_KINDS:
-            parts.append(m.text_part(fields.get("text") or "", capture))
+            parts.append(text_part(fields.get("text") or "", capture))
         elif kind == "refusal":
-            parts.append(m.text_part(fields.get("refusal") or "", capture))
+            parts.append(text_part(fields.get("refusal") or "", capture))
         elif kind == "input_image":
             url = fields.get("image_url")
             if isinstance(url, str):
-                parts.append(m.image_part(url, capture))
+                parts.append(image_part(url, capture))
             else:
                 part: dict[str, Any] = {"type": "file", "modality": "image"}
                 if capture and isinstance(fields.get("file_id"), str):
@@ -142,14 +143,14 @@ def _content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
             parts.append({"type": "blob", "modality": "audio"})
         else:
             parts.extend(m.content_parts([item], capture))
-    return m.join_text(parts)
+    return join_text(parts)
 
 
 def _reasoning_part(item: Mapping[str, Any], capture: bool) -> dict[str, Any] | None:
     texts = [get(s, "text") for s in as_list(item.get("summary")) or ()]
     texts += [get(c, "text") for c in as_list(item.get("content")) or ()]
     text = "\n\n".join(t for t in texts if isinstance(t, str) and t)
-    return m.text_part(text, capture, "reasoning") if text else None
+    return text_part(text, capture, "reasoning") if text else None
 
 
 def _tool_call_part(item: Mapping[str, Any], capture: bool) -> dict[str, Any]:
@@ -160,18 +161,9 @@ def _tool_call_part(item: Mapping[str, Any], capture: bool) -> dict[str, Any]:
     return part
 
 
-def _tool_output_text(output: Any) -> str:
-    if output is None or isinstance(output, str):
-        return output or ""
-    items = as_list(output)
-    if items is None:
-        return str(output)
-    texts = [get(i, "text") or "" for i in items if get(i, "type") in ("input_text", "output_text", "text")]
-    return m.TEXT_JOINER.join(texts)
-
-
 _TOOL_CALLS = ("function_call", "custom_tool_call", "mcp_call")
 _TOOL_OUTPUTS = ("function_call_output", "custom_tool_call_output")
+_TOOL_OUTPUT_TEXT_TYPES = ("input_text", "output_text", "text")
 
 
 def assistant_item_parts(item: Any, capture: bool) -> list[dict[str, Any]]:
@@ -191,7 +183,7 @@ def assistant_item_parts(item: Any, capture: bool) -> list[dict[str, Any]]:
 def input_messages(value: Any, capture: bool) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
     """(leading system/developer parts or None, input messages) of a request's ``input``."""
     if isinstance(value, str):
-        return None, [{"role": "user", "parts": [m.text_part(value, capture)]}]
+        return None, [{"role": "user", "parts": [text_part(value, capture)]}]
     items = as_list(value)
     if items is None:
         return None, []
@@ -206,7 +198,7 @@ def input_messages(value: Any, capture: bool) -> tuple[list[dict[str, Any]] | No
             assistant = None
             part: dict[str, Any] = {"type": "tool_call_response", "id": fields.get("call_id")}
             if capture:
-                part["response"] = _tool_output_text(fields.get("output"))
+                part["response"] = content_text(fields.get("output"), _TOOL_OUTPUT_TEXT_TYPES)
             out.append({"role": "tool", "parts": [part]})
             continue
         if kind == "item_reference":
@@ -233,7 +225,7 @@ def request_content_attributes(kwargs: Mapping[str, Any], capture: bool) -> dict
         instructions = arg(kwargs, "instructions")
         parts: list[dict[str, Any]] = []
         if isinstance(instructions, str) and instructions:
-            parts.append(m.text_part(instructions, capture))
+            parts.append(text_part(instructions, capture))
         elif instructions is not None:
             _, items = input_messages(instructions, capture)
             for item in items:
@@ -379,7 +371,7 @@ class _ItemBuffer:
             return assistant_item_parts(self.item, capture)
         parts: list[dict[str, Any]] = []
         if self.has_reasoning:
-            parts.append(m.text_part("".join(self.reasoning), capture, "reasoning"))
+            parts.append(text_part("".join(self.reasoning), capture, "reasoning"))
         if self.kind in _TOOL_CALLS:
             part: dict[str, Any] = {
                 "type": "tool_call",
@@ -390,7 +382,7 @@ class _ItemBuffer:
                 part["arguments"] = parse_arguments("".join(self.arguments))
             parts.append(part)
         elif self.has_text:
-            parts.append(m.text_part("".join(self.text), capture))
+            parts.append(text_part("".join(self.text), capture))
         return parts
 
 
