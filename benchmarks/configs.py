@@ -159,9 +159,10 @@ def _convotel_init(instrumentors: list[str] | None, *, sink: str = "greenflash")
 
 
 def _convotel_bsp() -> tuple[Any, Setup]:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     import convotel
     from convotel.exporter import ConvotelSpanExporter
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     _greenflash_env()
     provider = _provider()

@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report, servers
-from benchmarks.configs import (ENV_INGEST, ENV_INGEST_DB, ENV_INGEST_TOKEN, ENV_OPENAI, ENV_OTLP,
-                                ENV_WORKER_CPUS, SUITE_CONFIGS, version)
+from benchmarks.configs import (
+    ENV_INGEST,
+    ENV_INGEST_DB,
+    ENV_INGEST_TOKEN,
+    ENV_OPENAI,
+    ENV_OTLP,
+    ENV_WORKER_CPUS,
+    SUITE_CONFIGS,
+    version,
+)
 from benchmarks.scenarios import SUITE_SCENARIOS
 
 ROOT = Path(__file__).resolve().parent

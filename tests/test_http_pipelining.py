@@ -7,9 +7,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from rawhttp import LoopbackServer, content_length
 
 from convotel.sinks._http import KeepAliveClient, TransportError
-from rawhttp import LoopbackServer, content_length
 
 
 def _split_request(buf: bytes) -> tuple[bytes, bytes] | None:

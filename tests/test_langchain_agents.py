@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,15 +41,21 @@ def label(message: Any) -> Any:
     return message.content
 
 
-def rows(messages: list[Any]) -> list[Row]:
-    """(type, text, parent's text): independent of ids; parallel siblings sorted (their order is a race)."""
+def labelled(messages: list[Any], label_of: Callable[[Any], Any] = label) -> list[Row]:
+    """(type, text, parent's text) per message, in arrival order: independent of ids."""
     by_id = {m.external_message_id: m for m in messages}
     out = []
     for m in messages:
         parent = by_id.get(m.parent_external_message_id) if m.parent_external_message_id else None
         assert m.parent_external_message_id is None or parent is not None, f"{m} has an unknown parent"
-        out.append((m.message_type, label(m), None if parent is None else f"{parent.message_type}:{label(parent)}"))
-    return rows_sorted(out)
+        out.append((m.message_type, label_of(m),
+                    None if parent is None else f"{parent.message_type}:{label_of(parent)}"))
+    return out
+
+
+def rows(messages: list[Any]) -> list[Row]:
+    """:func:`labelled`, parallel siblings sorted (their order is a race)."""
+    return rows_sorted(labelled(messages))
 
 
 def assert_causal(messages: list[Any]) -> None:

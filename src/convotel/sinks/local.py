@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+
 from convotel.messages import ConversationBatch
 from convotel.sinks.base import SendResult, SinkError
 from convotel.store import IngestError, Store

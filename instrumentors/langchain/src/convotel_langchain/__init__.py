@@ -5,7 +5,8 @@ Two ways in, same spans, same messages:
 * automatic: ``LangChainInstrumentor().instrument(tracer_provider=...)`` (what
   ``convotel.init()`` and ``opentelemetry-instrument`` do) adds a
   :class:`CallbackHandler` to every LangChain run, with ``langchain-core`` alone
-  installed, and records LangGraph long-term store reads and writes;
+  installed, and records LangGraph long-term store reads and writes (and, at the
+  verbose level, checkpointer traffic);
 * explicit: ``chain.invoke(x, config={"callbacks": [CallbackHandler()]})``.
 
 Importing this package does not import LangChain (entry-point discovery stays

@@ -1,4 +1,4 @@
-"""``LangChainInstrumentor``: the handler in every run, store accesses as memory spans.
+"""``LangChainInstrumentor``: the handler in every run, store (and, verbose, checkpointer) accesses as memory spans.
 
 The handler is injected through ``langchain_core``'s public
 ``register_configure_hook``: every callback manager LangChain configures (for any
@@ -16,11 +16,11 @@ import threading
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from ._store import StoreTracer, targets
+from . import _checkpoints, _store
+from ._memory import MemoryTracer, Patches
 from .package import TRACER_NAME, _instruments
 from .version import __version__
 
@@ -74,24 +74,21 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         provider = kwargs.get("tracer_provider")
         verbose = kwargs.get("verbose")
+        if verbose is None:
+            verbose = _env_verbose()
         _switch.handler = CallbackHandler(
             tracer_provider=provider,
-            verbose=_env_verbose() if verbose is None else verbose,
+            verbose=verbose,
             capture_content=kwargs.get("capture_content"),
         )
         _register_hook()
-        store = StoreTracer(trace.get_tracer(TRACER_NAME, __version__, tracer_provider=provider))
-        self._wrapped: list[tuple[type, str]] = []
-        for cls, attribute, method, message_type, names, is_async in targets():
-            factory = store.async_wrapper if is_async else store.sync_wrapper
-            wrapt.wrap_function_wrapper(cls, attribute, factory(method, message_type, names))
-            self._wrapped.append((cls, attribute))
+        self._patches = Patches(MemoryTracer(trace.get_tracer(TRACER_NAME, __version__, tracer_provider=provider)))
+        self._patches.wrap(_store.targets())
+        if verbose:  # checkpointer traffic is verbose-level detail: otherwise not even wrapped
+            _checkpoints.wrap_savers(self._patches)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _switch.handler = None
-        for cls, attribute in getattr(self, "_wrapped", ()):
-            current = vars(cls).get(attribute)
-            original = getattr(current, "__wrapped__", None)
-            if original is not None:
-                setattr(cls, attribute, original)
-        self._wrapped = []
+        patches: Patches | None = getattr(self, "_patches", None)
+        if patches is not None:
+            patches.restore()
