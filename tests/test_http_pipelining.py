@@ -6,10 +6,14 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from rawhttp import LoopbackServer, content_length
 
+from convotel._config import ConfigError, resolve
+from convotel.messages import Conversation, ConversationBatch, Message
 from convotel.sinks._http import KeepAliveClient, TransportError
+from convotel.sinks.greenflash import GreenflashSink
 
 
 def _split_request(buf: bytes) -> tuple[bytes, bytes] | None:
@@ -140,3 +144,30 @@ def test_nobody_listening_fails_every_request_of_the_window() -> None:
         port = probe.getsockname()[1]
     outcomes = KeepAliveClient(f"http://127.0.0.1:{port}", timeout_s=1).post_many("/x", BODIES[:3], {})
     assert len(outcomes) == 3 and all(isinstance(o, TransportError) for o in outcomes)
+
+
+def test_the_greenflash_sink_pipelines_due_conversations_unless_told_not_to(serve: type[PipelineServer]) -> None:
+    batches = [ConversationBatch(Conversation(f"c{i}"), [Message(f"m{i}", "user_message", 1, content="hi")])
+               for i in range(8)]
+    for depth, most in ((32, 8), (1, 1)):
+        srv = serve()
+        sink = GreenflashSink("k", base_url=srv.url, pipeline_depth=depth)
+        outcomes = sink.send_many(batches)
+        assert [o.statuses for o in outcomes] == [{f"m{i}": "created"} for i in range(8)]  # type: ignore[union-attr]
+        assert [orjson.loads(b)["externalConversationId"] for b in srv.answered] == [f"c{i}" for i in range(8)]
+        assert srv.most_waiting == most
+        sink.close()
+
+
+@pytest.mark.parametrize(("value", "depth"), [(None, 32), ("1", 1), ("64", 64)])
+def test_convotel_http_pipeline_sets_the_depth(value: str | None, depth: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if value is not None:
+        monkeypatch.setenv("CONVOTEL_HTTP_PIPELINE", value)
+    assert resolve(sink="none").http_pipeline == depth
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "lots"])
+def test_a_bad_convotel_http_pipeline_is_a_clear_error(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVOTEL_HTTP_PIPELINE", value)
+    with pytest.raises(ConfigError, match="CONVOTEL_HTTP_PIPELINE.*at least 1"):
+        resolve(sink="none")

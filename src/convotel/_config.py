@@ -31,6 +31,8 @@ class Settings:
     default_user_id: str = DEFAULT_USER_ID
     verbose: bool = False
     spool_path: Path | None = None
+    #: Requests written ahead of their answers on the Greenflash connection (1: no pipelining).
+    http_pipeline: int = 32
     #: Built-in redaction patterns (None: ``CONVOTEL_REDACT`` or the default, API keys only).
     redact_patterns: tuple[str, ...] | None = None
     #: User hook run on every outgoing string after the patterns.
@@ -50,6 +52,15 @@ def _parse_sinks(value: str) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"unknown sink {', '.join(unknown)!s} in CONVOTEL_SINK/sink=; choose from {', '.join(SINK_NAMES)}")
     return names
+
+
+def _http_pipeline(value: str | None) -> int:
+    if value is None:
+        return Settings.http_pipeline
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"CONVOTEL_HTTP_PIPELINE={value!r}: give a whole number of requests, at least 1 "
+                          "(1 sends one request at a time)")
+    return int(value)
 
 
 def resolve(
@@ -99,6 +110,7 @@ def resolve(
         default_user_id=user_id or _env("CONVOTEL_USER_ID") or DEFAULT_USER_ID,
         verbose=verbose if verbose is not None else env_verbose,
         spool_path=Path(spool) if spool else None,
+        http_pipeline=_http_pipeline(_env("CONVOTEL_HTTP_PIPELINE")),
         redact_patterns=tuple(redact_patterns) if redact_patterns is not None else None,
         redact=redact,
         notices=tuple(notices),

@@ -55,7 +55,8 @@ def _sink_consumers(settings: Settings) -> tuple[list[BatchConsumer], str]:
         if name == "greenflash":
             from convotel.sinks.greenflash import GreenflashSink
 
-            sink: Any = GreenflashSink(settings.api_key or "", base_url=settings.base_url, product_id=settings.product_id)
+            sink: Any = GreenflashSink(settings.api_key or "", base_url=settings.base_url,
+                                       product_id=settings.product_id, pipeline_depth=settings.http_pipeline)
             where.append(f"Greenflash ({settings.base_url})")
         elif name == "local":
             from convotel.sinks.local import LocalSink

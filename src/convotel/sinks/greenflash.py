@@ -81,6 +81,7 @@ class GreenflashSink:
         timeout_s: float = 10.0,
         max_request_bytes: int = 4_000_000,
         max_messages_per_request: int = 500,
+        pipeline_depth: int = 32,
     ) -> None:
         if not api_key:
             raise ValueError("GreenflashSink needs an API key: pass api_key= or set GREENFLASH_API_KEY")
@@ -92,7 +93,8 @@ class GreenflashSink:
         self.max_messages_per_request = max_messages_per_request
         self._url = f"{self.base_url}/messages"
         try:
-            self._client: KeepAliveClient | None = KeepAliveClient(self.base_url, timeout_s=timeout_s)
+            self._client: KeepAliveClient | None = KeepAliveClient(self.base_url, timeout_s=timeout_s,
+                                                                   pipeline_depth=pipeline_depth)
         except InvalidURL:
             self._client = None  # said on every send, as a permanent error
         self._warned_unreadable = False
