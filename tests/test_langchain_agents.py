@@ -22,6 +22,8 @@ from langchain_core.messages import AIMessage
 from langchain_core.retrievers import BaseRetriever
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from test_langchain_harness import Traced, chat_model, model_server, traced, weather_tools  # noqa: F401
 
 with warnings.catch_warnings():
@@ -117,6 +119,29 @@ def react_agent(server: Any, **kwargs: Any) -> Any:
 
 def ask(question: str = QUESTION) -> dict[str, Any]:
     return {"messages": [("user", question)]}
+
+
+def test_the_openai_call_under_chatopenai_keeps_its_facts_and_leaves_the_messages_to_langchain(
+        traced: Traced, model_server: Any, openai_on: OpenAIInstrumentor, auto: LangChainInstrumentor) -> None:
+    spans = InMemorySpanExporter()
+    traced.provider.add_span_processor(SimpleSpanProcessor(spans))
+    react_agent(model_server).invoke(ask(), config={"configurable": {"thread_id": "react-facts"}})
+    by_scope: dict[str, list[Any]] = {}
+    for span in spans.get_finished_spans():
+        by_scope.setdefault(span.instrumentation_scope.name, []).append(span)
+    model_runs = [s for s in by_scope["convotel_langchain"] if s.attributes.get("gen_ai.operation.name") == "chat"]
+    openai_calls = by_scope["convotel_openai"]
+    assert len(openai_calls) == len(model_runs) == 2
+    for call, run in zip(openai_calls, model_runs, strict=True):
+        assert call.parent is not None and call.parent.span_id == run.context.span_id
+        assert call.attributes["convotel.covered_by"] == format(run.context.span_id, "016x")
+        assert call.attributes["gen_ai.response.id"].startswith("chatcmpl-demo-")
+        assert call.attributes["gen_ai.usage.input_tokens"] == run.attributes["gen_ai.usage.input_tokens"]
+        # The messages are on the LangChain run; the call underneath does not serialize them again.
+        assert "gen_ai.input.messages" in run.attributes and "gen_ai.input.messages" not in call.attributes
+        assert "gen_ai.tool.definitions" not in call.attributes
+        assert SUMMARY not in str(dict(call.attributes)) and "Paris" not in str(dict(call.attributes))
+    assert conversation(traced, "react-facts") == react_turn()
 
 
 # -- the prebuilt ReAct agent ------------------------------------------------------------------------

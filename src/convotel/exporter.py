@@ -22,8 +22,10 @@ from convotel.records import from_readable_span
 
 
 def is_conversation_span(attributes: Any) -> bool:
-    """Cheap pre-filter: only GenAI and convotel spans can become messages."""
-    return bool(attributes) and (semconv.OPERATION_NAME in attributes or semconv.MESSAGE_TYPE in attributes)
+    """Cheap pre-filter: only GenAI and convotel spans can become messages, and not a model call
+    that a framework span already maps (the mapping skips those too)."""
+    return (bool(attributes) and (semconv.OPERATION_NAME in attributes or semconv.MESSAGE_TYPE in attributes)
+            and semconv.COVERED_BY not in attributes)
 
 
 class ConvotelSpanProcessor(SpanProcessor):

@@ -95,13 +95,17 @@ class Call:
     twice); an exception escaping the block fails the span (and is re-raised unchanged).
     """
 
-    __slots__ = ("span", "capture", "ended", "conversation_known", "_token", "_inside")
+    __slots__ = ("span", "capture", "ended", "conversation_known", "covered", "_token", "_inside")
 
-    def __init__(self, span: trace.Span, capture: bool, conversation_known: bool = False) -> None:
+    def __init__(self, span: trace.Span, capture: bool, conversation_known: bool = False,
+                 covered: bool = False) -> None:
         self.span = span
         self.capture = capture
         self.ended = False
         self.conversation_known = conversation_known  # set by convotel.conversation(): responses must not override
+        # A framework span (LangChain's chat model run) records this call's messages: this span
+        # keeps the call's facts (model, usage, timing, errors) but no message content of its own.
+        self.covered = covered
         self._token: Any = None
         self._inside: Any = None
 
@@ -127,7 +131,8 @@ class Call:
         if context:
             attrs.update(context)
         span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
-        return cls(span, capture_content(), semconv.CONVERSATION_ID in context)
+        covered = semconv.COVERED_BY in context
+        return cls(span, not covered and capture_content(), semconv.CONVERSATION_ID in context, covered)
 
     @property
     def recording(self) -> bool:

@@ -42,7 +42,7 @@ def _begin(tracer: Tracer, op: Operation, instance: Any, kwargs: Mapping[str, An
     except Exception:
         report(f"{op.kind}.start")
         return None
-    if call.recording:
+    if call.recording and not call.covered:
         try:
             call.span.set_attributes(op.content_attributes(kwargs, call.capture))
         except Exception:
