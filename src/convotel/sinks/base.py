@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -46,14 +45,12 @@ class Sink(Protocol):
     max_messages_per_request: int
 
     def send(self, batch: ConversationBatch) -> SendResult:
-        """Deliver one batch (one conversation) or raise :class:`SinkError`. Never retries itself."""
+        """Deliver one batch (one conversation) or raise :class:`SinkError`. Never retries itself.
+
+        A sink may also offer ``send_many(batches) -> list[SendResult | SinkError]`` (an outcome per
+        batch, in order, raising only for a bug of its own): delivery then hands it the requests of
+        all the conversations that are due together."""
         ...
 
     def close(self) -> None: ...
 
-
-class ManySink(Sink, Protocol):
-    """A sink that can send batches of several conversations at once (delivery prefers it when
-    several are due): an outcome per batch, in order; it raises only for a bug of its own."""
-
-    def send_many(self, batches: Sequence[ConversationBatch]) -> list[SendResult | SinkError]: ...

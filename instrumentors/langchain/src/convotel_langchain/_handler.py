@@ -40,11 +40,11 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from convotel import semconv
 from convotel.context import ConversationContext, current
 from convotel.instrumentation import capture_content, json_attr
+from convotel.instrumentation import record_failure as _fail
 
 from . import _messages as msgs
 from . import _scopes as scopes
 from ._spans import hex_span_id as _hex_span_id
-from ._spans import record_failure as _fail
 from .package import TRACER_NAME
 from .version import __version__
 

@@ -20,9 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from convotel import semconv
-from convotel.instrumentation import capture_content, context_attributes, json_attr
-
-from ._spans import record_failure
+from convotel.instrumentation import capture_content, context_attributes, json_attr, record_failure
 
 #: Set while a wrapped call runs: a wrapped method it reaches (``aput`` → ``put``, a subclass's
 #: ``super().put``) is the same access, not a second one.
