@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import statistics
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ PRIMARY = {"openai": "convotel", "langchain": "convotel"}
 #: state (queues, batches) makes the count swing by a few thousand objects, hence a robust slope.
 LEAK_PER_CALL = 2.0
 LEAK_MIN_CALLS = 500
+#: Bootstrap resamples of the repetition rounds for a ratio's 95% interval (seeded: the same
+#: results always give the same table).
+BOOTSTRAP = 2000
 SUITE_TITLES = {"openai": "OpenAI SDK (`convotel-openai` vs peers)",
                 "langchain": "LangChain (`convotel-langchain` vs peers)"}
 
@@ -39,6 +43,8 @@ class Row:
     thread_over: float | None = None
     app_over_spread: float = 0.0
     cpu_over_spread: float = 0.0
+    app_diffs: tuple[float, ...] = ()  # per-round differences to the baseline
+    cpu_diffs: tuple[float, ...] = ()
     per_call: float | None = None
     unit: str = ""
     retained_per_call: float | None = None
@@ -69,7 +75,7 @@ def _slope(objects: list[int], calls_per_rep: int) -> float | None:
 def paired(values: list[float], baseline: list[float]) -> list[float]:
     """Differences repetition by repetition: repetition r of every configuration ran in the same
     interleaved round, so load that comes and goes on the machine cancels out."""
-    return [v - b for v, b in zip(values, baseline)]
+    return [v - b for v, b in zip(values, baseline, strict=False)]  # a failed configuration stops early
 
 
 def rows_for(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -107,6 +113,7 @@ def rows_for(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> l
             sc = raw[r.config.name]
             app_d = paired(sc["app_us"], base["app_us"])
             cpu_d = paired(sc["cpu_us"], base["cpu_us"])
+            r.app_diffs, r.cpu_diffs = tuple(app_d), tuple(cpu_d)
             r.app_over, r.cpu_over = statistics.median(app_d), statistics.median(cpu_d)
             r.app_over_spread, r.cpu_over_spread = _spread(app_d), _spread(cpu_d)
             if sc.get("thread_cpu_us") and base.get("thread_cpu_us"):
@@ -130,13 +137,31 @@ def ratio(value: float | None, best: float | None) -> float | None:
     return max(value, 0.0) / best
 
 
+def ratio_interval(ours: tuple[float, ...], best: tuple[float, ...]) -> tuple[float, float] | None:
+    """95% bootstrap interval of median(ours) / median(best). Rounds are resampled whole, so the
+    pairing of both configurations within a round (the same load on the machine) is kept."""
+    n = min(len(ours), len(best))
+    if n < 8:
+        return None
+    rng = random.Random(0)
+    samples = []
+    for _ in range(BOOTSTRAP):
+        picks = [rng.randrange(n) for _ in range(n)]
+        value = ratio(statistics.median(ours[i] for i in picks), statistics.median(best[i] for i in picks))
+        samples.append(float("inf") if value is None else value)
+    samples.sort()
+    return samples[int(0.025 * BOOTSTRAP)], samples[int(0.975 * BOOTSTRAP) - 1]
+
+
 @dataclass
 class Verdict:
     scenario: str
     app_ratio: float | None
     cpu_ratio: float | None
-    status: str  # met | missed | n/a
+    status: str  # met | missed | unsettled | n/a
     why: str = ""
+    app_interval: tuple[float, float] | None = None
+    cpu_interval: tuple[float, float] | None = None
 
 
 def verdict(suite: str, scenario: str, rows: list[Row]) -> Verdict:
@@ -152,7 +177,18 @@ def verdict(suite: str, scenario: str, rows: list[Row]) -> Verdict:
     cpu_r = ratio(primary.cpu_over, best_cpu.cpu_over)
     if app_r is None or cpu_r is None:
         return Verdict(scenario, app_r, cpu_r, "n/a", "the best peer's overhead is within noise of zero")
-    return Verdict(scenario, app_r, cpu_r, "met" if app_r <= target and cpu_r <= target else "missed")
+    app_i = ratio_interval(primary.app_diffs, best_app.app_diffs)
+    cpu_i = ratio_interval(primary.cpu_diffs, best_cpu.cpu_diffs)
+    status = "met" if app_r <= target and cpu_r <= target else "missed"
+    if app_i is not None and cpu_i is not None:
+        # Settled only when the whole interval is on one side of the target, for both measures.
+        if app_i[1] <= target and cpu_i[1] <= target:
+            status = "met"
+        elif app_i[0] > target or cpu_i[0] > target:
+            status = "missed"
+        else:
+            status = "unsettled"
+    return Verdict(scenario, app_r, cpu_r, status, app_interval=app_i, cpu_interval=cpu_i)
 
 
 # -- formatting --------------------------------------------------------------------------------
@@ -176,8 +212,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
+def _ratio(value: float | None, interval: tuple[float, float] | None = None) -> str:
+    if value is None:
+        return "—"
+    if interval is None:
+        return f"{value:.2f}×"
+    low, high = interval
+    return f"{value:.2f}× ({low:.2f}–{'∞' if high == float('inf') else f'{high:.2f}'})"
 
 
 def _label(row: Row, versions: dict[str, str]) -> str:
@@ -185,7 +226,9 @@ def _label(row: Row, versions: dict[str, str]) -> str:
     shown = [f"{versions[p]}" for p in row.config.packages if p in versions and row.config.kind == "peer"]
     if shown:
         label += f" {shown[0]}"
-    return f"**{label}**" if row.config.kind == "convotel" else f"*{label}*" if row.config.kind == "diagnostic" else label
+    if row.config.kind == "convotel":
+        return f"**{label}**"
+    return f"*{label}*" if row.config.kind == "diagnostic" else label
 
 
 def scenario_table(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> tuple[str, Verdict]:
@@ -240,8 +283,8 @@ def thread_breakdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
             if sc.get("status") != "ok" or not reps or not base_reps:
                 continue
             calls = paired(sc["thread_cpu_us"], b["thread_cpu_us"])
-            flush = paired([r.get("MainThread", 0.0) - t for r, t in zip(reps, sc["thread_cpu_us"])],
-                           [r.get("MainThread", 0.0) - t for r, t in zip(base_reps, b["thread_cpu_us"])])
+            flush = paired([r.get("MainThread", 0.0) - t for r, t in zip(reps, sc["thread_cpu_us"], strict=True)],
+                           [r.get("MainThread", 0.0) - t for r, t in zip(base_reps, b["thread_cpu_us"], strict=True)])
             per_thread: dict[str, float] = {}
             for rep in reps:
                 for thread, us in rep.items():
@@ -272,15 +315,18 @@ def suite_markdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
     primary = next(c for c in SUITE_CONFIGS[suite] if c.name == PRIMARY[suite])
     parts.append(f"### {SUITE_TITLES[suite]}\n")
     parts.append(f"Target: the overhead of *{primary.label.replace('**', '')}* is {TARGET_TEXT[suite]} "
-                 f"(≤ {target:.2f}×), on app-thread time and on process CPU.\n")
+                 f"(≤ {target:.2f}×), on app-thread time and on process CPU. In brackets: the ratio's 95% "
+                 "interval (bootstrap over the repetition rounds); a target is met or missed only when the "
+                 "whole interval says so, else the run is within noise of it.\n")
     parts.append("| scenario | target | app thread: convotel / best peer | process CPU: convotel / best peer |")
     parts.append("|---|---|--:|--:|")
     titles = {s.name: s.title for s in SUITE_SCENARIOS[suite]}
     for v in verdicts:
-        status = {"met": "✅ met", "missed": "❌ missed", "n/a": "n/a"}[v.status]
+        status = {"met": "✅ met", "missed": "❌ missed", "unsettled": "≈ within noise", "n/a": "n/a"}[v.status]
         if v.why:
             status += f" ({v.why})"
-        parts.append(f"| {_cell(titles[v.scenario])} | {_cell(status)} | {_ratio(v.app_ratio)} | {_ratio(v.cpu_ratio)} |")
+        parts.append(f"| {_cell(titles[v.scenario])} | {_cell(status)} | {_ratio(v.app_ratio, v.app_interval)} "
+                     f"| {_ratio(v.cpu_ratio, v.cpu_interval)} |")
     parts.append("")
     parts.extend(t + "\n" for t in tables)
     breakdown = thread_breakdown(suite, results)

@@ -202,8 +202,8 @@ def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[
                 if answer["status"] == "ok":
                     active.append(config)
                     results[config]["scenarios"][name] = {
-                        "status": "ok", "app_us": [], "app_p50_us": [], "cpu_us": [], "thread_cpu_us": [], "flush_ms": [],
-                        "calls": 0, "delivered": 0}
+                        "status": "ok", "app_us": [], "app_p50_us": [], "cpu_us": [], "thread_cpu_us": [],
+                        "flush_ms": [], "calls": 0, "delivered": 0}
                 else:
                     results[config]["scenarios"][name] = answer
             for rep in range(params["reps"]):

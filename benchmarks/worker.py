@@ -7,9 +7,10 @@ original stdout; anything libraries print goes to stderr):
 - ``{"cmd": "prepare", "scenario": N, "warmup": W}``: build the workload, check one result, warm up;
 - ``{"cmd": "rep", "scenario": N, "calls": K}``: one repetition of ``K`` calls, returning
   *app-thread time* (``perf_counter_ns`` around each call in the calling thread; mean and median)
-  and the calling thread's own CPU time (``time.thread_time()``), and *process CPU* (``time.process_time()`` over the repetition **including a flush of the
-  telemetry pipeline at its end**, so the export work of those calls is counted in whatever
-  thread it ran, divided by ``K``), plus what reached the backend during it;
+  and the calling thread's own CPU time (``time.thread_time()``), and *process CPU*
+  (``time.process_time()`` over the repetition **including a flush of the telemetry pipeline at
+  its end**, so the export work of those calls is counted in whatever thread it ran, divided by
+  ``K``), plus what reached the backend during it;
 - ``{"cmd": "finish", "scenario": N}``: the number of live Python objects after each repetition
   (after ``gc.collect()``, outside the timed windows), whose trend exposes leaks;
 - ``{"cmd": "exit"}``.

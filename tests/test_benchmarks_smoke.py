@@ -8,11 +8,14 @@ complete.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytest.importorskip("langchain_core")
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+
+
+def bench(module: str) -> Any:
+    """``benchmarks.<module>``, imported from the repository root (not an installed package)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        return importlib.import_module(f"benchmarks.{module}")
+    finally:
+        sys.path.remove(str(ROOT))
 
 
 def test_benchmark_harness_produces_tables(tmp_path: Path) -> None:
@@ -32,13 +44,9 @@ def test_benchmark_harness_produces_tables(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks.configs import SUITE_CONFIGS
-        from benchmarks.report import END, START
-        from benchmarks.scenarios import SUITE_SCENARIOS
-    finally:
-        sys.path.remove(str(ROOT))
+    SUITE_CONFIGS = bench("configs").SUITE_CONFIGS
+    START, END = bench("report").START, bench("report").END
+    SUITE_SCENARIOS = bench("scenarios").SUITE_SCENARIOS
 
     markdown = out_md.read_text()
     tables = re.sub(r"<details>.*?</details>", "", markdown, flags=re.S)  # the per-thread breakdowns aside
@@ -57,3 +65,25 @@ def test_benchmark_harness_produces_tables(tmp_path: Path) -> None:
         assert tables.count(f"| **{labels['convotel']}** |") == len(SUITE_SCENARIOS[suite])
     scenario_tables = sum(len(s) for s in SUITE_SCENARIOS.values())
     assert tables.count(f"| {SUITE_CONFIGS['openai'][0].label} |") == scenario_tables
+
+
+def _rows(ours: list[float], peer: list[float]) -> list[Any]:
+    configs = {c.name: c for c in bench("configs").SUITE_CONFIGS["openai"]}
+    made = []
+    for name, diffs in (("convotel", ours), ("otel-v2", peer)):
+        row = bench("report").Row(configs[name], "ok", app_diffs=tuple(diffs), cpu_diffs=tuple(diffs))
+        row.app_over = row.cpu_over = statistics.median(diffs)
+        made.append(row)
+    return made
+
+
+@pytest.mark.parametrize(("ours", "status"), [
+    ([40.0 + (i % 5) for i in range(40)], "met"),  # 0.40× with a tight spread
+    ([70.0 + (i % 5) for i in range(40)], "missed"),  # 0.70×
+    ([(i % 10) * 12.0 for i in range(40)], "unsettled"),  # a median of 0.5× with a spread that straddles it
+])
+def test_a_target_is_judged_on_the_ratio_interval(ours: list[float], status: str) -> None:
+    peer = [100.0 + (i % 7) for i in range(40)]
+    result = bench("report").verdict("openai", "chat", _rows(ours, peer))
+    assert result.status == status
+    assert result.app_interval is not None and result.app_interval[0] <= result.app_ratio <= result.app_interval[1]
