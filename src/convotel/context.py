@@ -26,40 +26,64 @@ class ConversationContext:
     properties: Mapping[str, Any] | None = None
 
 
-_current: contextvars.ContextVar[ConversationContext | None] = contextvars.ContextVar(
+class Claim:
+    """A value an instrumentor sets in a context variable for as long as a framework run is active.
+
+    Async LangChain ends a run in a copy of the caller's context, where no reset can reach the
+    caller, so ending a run *releases* its claim (:func:`release`, from any context and in any
+    order) and a released claim reads as the value it replaced (:func:`held`).
+    """
+
+    __slots__ = ("value", "previous", "released", "_var")
+
+    def __init__(self, var: contextvars.ContextVar[Any], value: Any) -> None:
+        self.value = value
+        self.previous = _unreleased(var.get())
+        self.released = False
+        self._var = var
+        var.set(self)
+
+
+def _unreleased(value: Any) -> Any:
+    while isinstance(value, Claim) and value.released:
+        value = value.previous
+    return value
+
+
+def held(var: contextvars.ContextVar[Any]) -> Any:
+    """What ``var`` reads as: its innermost unreleased claim's value, else the plain value set."""
+    value = _unreleased(var.get())
+    return value.value if isinstance(value, Claim) else value
+
+
+def release(claim: Claim) -> None:
+    """End ``claim``, from any context and in any order."""
+    claim.released = True
+    var = claim._var
+    if var.get() is claim:  # the same context: tidy up (elsewhere the released claim reads through)
+        var.set(_unreleased(claim.previous))
+
+
+# ``convotel.conversation()`` sets plain contexts; instrumentors :func:`push` claims of them.
+_current: contextvars.ContextVar[ConversationContext | Claim | None] = contextvars.ContextVar(
     "convotel_conversation", default=None
 )
 
 
 def current() -> ConversationContext | None:
     """The innermost active conversation context, if any."""
-    ctx = _current.get()
-    while isinstance(ctx, Pushed) and ctx.released:
-        ctx = ctx.previous
+    ctx: ConversationContext | None = held(_current)
     return ctx
 
 
-@dataclass(frozen=True, slots=True)
-class Pushed(ConversationContext):
-    """A context an instrumentor pushed; once popped it reads as the one it replaced."""
-
-    previous: ConversationContext | None = None
-    released: bool = False
-
-
-def push(ctx: ConversationContext) -> Pushed:
+def push(ctx: ConversationContext) -> Claim:
     """For instrumentors that learn the conversation from a framework (LangGraph ``thread_id``)."""
-    pushed = Pushed(ctx.conversation_id, ctx.user_id, ctx.organization_id, ctx.properties, current())
-    _current.set(pushed)
-    return pushed
+    return Claim(_current, ctx)
 
 
-def pop(pushed: Pushed) -> None:
-    """Undo :func:`push` from any context: async LangChain ends runs in a copy of the caller's
-    context, where a reset cannot reach the caller, so the pushed context is released instead."""
-    object.__setattr__(pushed, "released", True)
-    if _current.get() is pushed:
-        _current.set(current())
+def pop(pushed: Claim) -> None:
+    """Undo :func:`push`, from any context (see :class:`Claim`)."""
+    release(pushed)
 
 
 class conversation:  # noqa: N801 - used like a function: ``with convotel.conversation(...)``
@@ -78,7 +102,7 @@ class conversation:  # noqa: N801 - used like a function: ``with convotel.conver
         properties: Mapping[str, Any] | None = None,
     ) -> None:
         self._fields = ConversationContext(conversation_id, user_id, organization_id, properties)
-        self._tokens: list[contextvars.Token[ConversationContext | None]] = []
+        self._tokens: list[contextvars.Token[ConversationContext | Claim | None]] = []
 
     def _merged(self) -> ConversationContext:
         outer = current()

@@ -15,7 +15,7 @@ import orjson
 from opentelemetry.trace import Span, Status, StatusCode
 
 from convotel import semconv
-from convotel.context import current
+from convotel.context import Claim, current, held, release
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -24,29 +24,7 @@ _capture_override: bool | None = None
 
 # Set by framework instrumentors (LangChain) while their runs are active, so that a
 # lower-level instrumentor (OpenAI) threads its spans under the same run and does
-# not report a model call twice. The variables hold claims, not bare values: async
-# LangChain ends a run in a copy of the caller's context, where no reset can reach
-# the caller, so :func:`leave` releases the claim and a released claim reads as the
-# value it replaced.
-class Claim:
-    """A framework run's hold on a context value; see :func:`enter_run`."""
-
-    __slots__ = ("value", "previous", "released", "_var")
-
-    def __init__(self, var: contextvars.ContextVar[Claim | None], value: str) -> None:
-        self.value = value
-        self.previous = _live(var.get())
-        self.released = False
-        self._var = var
-        var.set(self)
-
-
-def _live(claim: Claim | None) -> Claim | None:
-    while claim is not None and claim.released:
-        claim = claim.previous
-    return claim
-
-
+# not report a model call twice. They hold claims: see :class:`convotel.context.Claim`.
 _run_parent: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("convotel_run_parent", default=None)
 _model_call_owner: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("convotel_model_owner", default=None)
 
@@ -63,15 +41,7 @@ def enter_model_call(span_id: str) -> Claim:
 
 def leave(claim: Claim) -> None:
     """Undo :func:`enter_run` / :func:`enter_model_call`, from any context and in any order."""
-    claim.released = True
-    var = claim._var
-    if var.get() is claim:  # the same context: tidy up (elsewhere the released claim reads through)
-        var.set(_live(claim.previous))
-
-
-def _held(var: contextvars.ContextVar[Claim | None]) -> str | None:
-    claim = _live(var.get())
-    return None if claim is None else claim.value
+    release(claim)
 
 
 def set_capture_content(enabled: bool | None) -> None:
@@ -107,9 +77,9 @@ def capture_content() -> bool:
 def context_attributes() -> dict[str, Any]:
     """Span attributes for the active ``convotel.conversation(...)`` and framework run, if any."""
     attrs: dict[str, Any] = {}
-    if (run_parent := _held(_run_parent)) is not None:
+    if (run_parent := held(_run_parent)) is not None:
         attrs[semconv.STRUCTURAL_PARENT] = run_parent
-    if (owner := _held(_model_call_owner)) is not None:
+    if (owner := held(_model_call_owner)) is not None:
         attrs[semconv.COVERED_BY] = owner
     ctx = current()
     if ctx is None:
