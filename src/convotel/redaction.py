@@ -112,20 +112,21 @@ def _walk(value: Any, redact: TextHook) -> Any:
     return value
 
 
+# The message fields whose strings leave the process (besides ``properties.alternatives``): what
+# redaction rewrites and what its batch precheck reads, so the two cannot drift apart.
+_TEXT_FIELDS = ("content", "context", "input", "output")
+
+
 def _message(message: Message, redact: TextHook) -> Message:
     props = message.properties
     if props and "alternatives" in props:
         alternatives = _walk(props["alternatives"], redact)
         if alternatives is not props["alternatives"]:
             props = {**props, "alternatives": alternatives}
-    content = _walk(message.content, redact)
-    context = _walk(message.context, redact)
-    inputs = _walk(message.input, redact)
-    output = _walk(message.output, redact)
-    if (content is message.content and context is message.context and inputs is message.input
-            and output is message.output and props is message.properties):
+    walked = {name: _walk(getattr(message, name), redact) for name in _TEXT_FIELDS}
+    if props is message.properties and all(walked[name] is getattr(message, name) for name in _TEXT_FIELDS):
         return message  # frozen: sharing it is safe, and rebuilding it costs more than the check
-    return replace(message, content=content, context=context, input=inputs, output=output, properties=props)
+    return replace(message, properties=props, **walked)
 
 
 def _texts(value: Any, out: list[str]) -> None:
@@ -143,9 +144,8 @@ def _batch_texts(batch: ConversationBatch) -> str:
     """Every string redaction looks at in the batch, joined by NUL (no pattern matches across it)."""
     out: list[str] = []
     for m in batch.messages:
-        for value in (m.content, m.context, m.input, m.output):
-            if value is not None:
-                _texts(value, out)
+        for name in _TEXT_FIELDS:
+            _texts(getattr(m, name), out)
         if m.properties and "alternatives" in m.properties:
             _texts(m.properties["alternatives"], out)
     if batch.system_prompt is not None:
