@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convotel.instrumentation import env_flag
 from convotel.messages import DEFAULT_USER_ID
 from convotel.store.db import default_db_path
 
@@ -96,7 +97,6 @@ def resolve(
     env_instrumentors = _env("CONVOTEL_INSTRUMENTORS")
     if instrumentors is None and env_instrumentors:
         instrumentors = [n.strip() for n in env_instrumentors.split(",") if n.strip()]
-    env_verbose = (_env("CONVOTEL_VERBOSE") or "").lower() in ("1", "true", "yes", "on")
     spool = spool_path or _env("CONVOTEL_SPOOL")
     return Settings(
         sinks=sinks,
@@ -108,7 +108,7 @@ def resolve(
         service_name=service_name or _env("OTEL_SERVICE_NAME") or "convotel-app",
         instrumentors=tuple(instrumentors) if instrumentors is not None else None,
         default_user_id=user_id or _env("CONVOTEL_USER_ID") or DEFAULT_USER_ID,
-        verbose=verbose if verbose is not None else env_verbose,
+        verbose=verbose if verbose is not None else env_flag("CONVOTEL_VERBOSE") is True,
         spool_path=Path(spool) if spool else None,
         http_pipeline=_http_pipeline(_env("CONVOTEL_HTTP_PIPELINE")),
         redact_patterns=tuple(redact_patterns) if redact_patterns is not None else None,

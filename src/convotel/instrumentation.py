@@ -8,6 +8,7 @@ call with :func:`record_failure`.
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 from typing import Any
 
@@ -15,7 +16,7 @@ import orjson
 from opentelemetry.trace import Span, Status, StatusCode
 
 from convotel import semconv
-from convotel.context import Claim, current, held, release
+from convotel.context import Claim, ConversationContext, current, held, release
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -50,7 +51,8 @@ def set_capture_content(enabled: bool | None) -> None:
     _capture_override = enabled
 
 
-def _env_flag(name: str) -> bool | None:
+def env_flag(name: str) -> bool | None:
+    """An on/off environment variable: True, False, or None when unset or neither."""
     value = os.environ.get(name, "").strip().lower()
     if value in _TRUE:
         return True
@@ -67,10 +69,10 @@ def capture_content() -> bool:
     """
     if _capture_override is not None:
         return _capture_override
-    own = _env_flag("CONVOTEL_CAPTURE_CONTENT")
+    own = env_flag("CONVOTEL_CAPTURE_CONTENT")
     if own is not None:
         return own
-    otel = _env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    otel = env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
     return True if otel is None else otel
 
 
@@ -82,8 +84,14 @@ def context_attributes() -> dict[str, Any]:
     if (owner := held(_model_call_owner)) is not None:
         attrs[semconv.COVERED_BY] = owner
     ctx = current()
-    if ctx is None:
-        return attrs
+    if ctx is not None:
+        attrs.update(conversation_attributes(ctx))
+    return attrs
+
+
+def conversation_attributes(ctx: ConversationContext) -> dict[str, Any]:
+    """Span attributes of a conversation context: only the fields it sets."""
+    attrs: dict[str, Any] = {}
     if ctx.conversation_id:
         attrs[semconv.CONVERSATION_ID] = ctx.conversation_id
     if ctx.user_id:
@@ -98,6 +106,26 @@ def context_attributes() -> dict[str, Any]:
 def json_attr(value: Any) -> str:
     """Encode a structured value as a JSON string attribute (OTel attributes are flat)."""
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def report_fault(logger: logging.Logger, kind: str, unaffected: str) -> None:
+    """Log the exception being handled, once per logger and ``kind``; never raises.
+
+    Instrumentation faults must not reach the app: callers catch, call this, and carry on
+    with the app's result unchanged. ``unaffected`` names what goes on (``"the run"``).
+    """
+    try:
+        key = (logger.name, kind)
+        if key in _reported:
+            return
+        _reported.add(key)
+        logger.warning("%s: instrumentation error in %s; %s is unaffected (further errors of this kind are not "
+                       "logged)", logger.name, kind, unaffected, exc_info=True)
+    except Exception:  # pragma: no cover - logging itself failed
+        pass
 
 
 def record_failure(span: Span, error: BaseException) -> None:

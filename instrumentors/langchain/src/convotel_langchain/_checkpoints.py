@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._memory import MemoryOp, Patches, Target
+from ._memory import MemoryOp, Patches, own_targets
 
 _WHERE_KEYS = ("thread_id", "checkpoint_ns", "checkpoint_id")
 
@@ -87,16 +87,6 @@ _OPS = (
 )
 
 
-def _targets(cls: type) -> list[Target]:
-    """The checkpoint methods ``cls`` itself defines."""
-    out: list[Target] = []
-    for op in _OPS:
-        for attribute, is_async in ((op.method, False), (f"a{op.method}", True)):
-            if attribute in vars(cls):
-                out.append((cls, attribute, op, is_async))
-    return out
-
-
 def wrap_savers(patches: Patches) -> None:
     """Wrap every checkpoint saver class, present and future; no-op without LangGraph."""
     try:
@@ -109,7 +99,7 @@ def wrap_savers(patches: Patches) -> None:
         cls = pending.pop()
         if cls not in seen:
             seen.add(cls)
-            patches.wrap(_targets(cls))
+            patches.wrap(own_targets(cls, _OPS))
             pending.extend(cls.__subclasses__())
 
     inherited = vars(BaseCheckpointSaver).get("__init_subclass__")
@@ -119,6 +109,6 @@ def wrap_savers(patches: Patches) -> None:
             super(BaseCheckpointSaver, cls).__init_subclass__(**kwargs)
         else:
             inherited.__get__(None, cls)(**kwargs)
-        patches.wrap(_targets(cls))
+        patches.wrap(own_targets(cls, _OPS))
 
     patches.replace(BaseCheckpointSaver, "__init_subclass__", classmethod(init_subclass))

@@ -26,7 +26,6 @@ child starts, or when the run ends.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,12 +38,11 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from convotel import semconv
 from convotel.context import ConversationContext, current
-from convotel.instrumentation import capture_content, json_attr
+from convotel.instrumentation import capture_content, conversation_attributes, env_flag, json_attr, report_fault
 from convotel.instrumentation import record_failure as _fail
 
 from . import _messages as msgs
 from . import _scopes as scopes
-from ._spans import hex_span_id as _hex_span_id
 from .package import TRACER_NAME
 from .version import __version__
 
@@ -59,19 +57,12 @@ _ORG_KEYS = ("organization_id", "org_id")
 _DEFAULT_MAX_RUNS = 100_000
 _MODEL_PARAMS = (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens"))
 
-_reported: set[str] = set()
-
-
 def _report(where: str) -> None:
-    if where in _reported:
-        return
-    _reported.add(where)
-    logger.warning("convotel_langchain: instrumentation error in %s; the run is unaffected "
-                   "(further errors of this kind are not logged)", where, exc_info=True)
+    report_fault(logger, where, "the run")
 
 
-def _env_verbose() -> bool:
-    return os.environ.get("CONVOTEL_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+def _hex_span_id(span: Span) -> str:
+    return format(span.get_span_context().span_id, "016x")
 
 
 def _first(md: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -165,7 +156,7 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         super().__init__()
         self._tracer = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=tracer_provider)
-        self.verbose = _env_verbose() if verbose is None else verbose
+        self.verbose = env_flag("CONVOTEL_VERBOSE") is True if verbose is None else verbose
         self._capture = capture_content
         self._runs: dict[UUID, _Run] = {}
         self._max_runs = max_active_runs
@@ -184,8 +175,7 @@ class CallbackHandler(BaseCallbackHandler):
         return self._runs.get(run_id) if run_id is not None else None
 
     def _new_run(self, run_id: UUID, parent: _Run | None, name: str, metadata: Mapping[str, Any] | None) -> _Run:
-        if parent is not None and parent.span is None and parent.kind is not None:
-            self._materialize(parent)  # its kind is known: it must exist before its first child
+        self._materialize(parent)  # if its kind is known, it must exist before its first child
         run = _Run(parent, name)
         if parent is None:
             run.capture = self._default_capture()
@@ -220,16 +210,8 @@ class CallbackHandler(BaseCallbackHandler):
             conv_id = _first(md, _CONVERSATION_KEYS)
         user_id = (ctx.user_id if ctx is not None else None) or _first(md, _USER_KEYS)
         org_id = (ctx.organization_id if ctx is not None else None) or _first(md, _ORG_KEYS)
-        attrs: dict[str, Any] = {}
-        if conv_id:
-            attrs[semconv.CONVERSATION_ID] = conv_id
-        if user_id:
-            attrs[semconv.USER_ID] = user_id
-        if org_id:
-            attrs[semconv.ORGANIZATION_ID] = org_id
-        if ctx is not None and ctx.properties:
-            attrs[semconv.CONVERSATION_PROPERTIES] = json_attr(dict(ctx.properties))
-        return attrs
+        properties = ctx.properties if ctx is not None else None
+        return conversation_attributes(ConversationContext(conv_id, user_id, org_id, properties))
 
     def _push_conversation(self, run: _Run) -> None:
         """Make the run's conversation current, so other instrumentors' spans inside share it."""
@@ -276,7 +258,7 @@ class CallbackHandler(BaseCallbackHandler):
         run.kind = kind
         attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: kind}
         name = run.name
-        if run.graph or kind in ("workflow", "task"):
+        if kind in ("workflow", "task"):  # a graph run is always one of these by now
             attrs[semconv.OPERATION_NAME] = semconv.OP_INVOKE_AGENT
             attrs[semconv.AGENT_NAME] = name
             name = f"invoke_agent {name}"
@@ -286,13 +268,15 @@ class CallbackHandler(BaseCallbackHandler):
         run.struct_id = _hex_span_id(span)
         return span
 
-    def _materialize(self, run: _Run) -> None:
-        """Create the span of a run whose kind became known after it started."""
+    def _materialize(self, run: _Run | None) -> None:
+        """Create the span of a run whose kind became known after it started (and its parent's
+        first, if that one waits too); nothing for a run with a span or no kind yet."""
+        if run is None or run.span is not None or run.kind is None:
+            return  # the common case, decided without the lock
         with self._lock:
             if run.span is not None or run.kind is None:
                 return
-            if run.parent is not None and run.parent.span is None and run.parent.kind is not None:
-                self._materialize(run.parent)
+            self._materialize(run.parent)
             self._structural_span(run, run.kind, start_ns=run.start_ns)
 
     def _promote_graph(self, graph: _Run) -> None:
@@ -312,8 +296,7 @@ class CallbackHandler(BaseCallbackHandler):
                 graph.span.set_attribute(semconv.OPERATION_NAME, semconv.OP_INVOKE_AGENT)
                 graph.span.set_attribute(semconv.AGENT_NAME, graph.name)
                 graph.struct_id = _hex_span_id(graph.span)
-        if graph.span is None:
-            self._materialize(graph)
+        self._materialize(graph)
 
     # -- the one way runs start and end ------------------------------------------------------
     def _start(self, where: str, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any] | None,
@@ -344,8 +327,7 @@ class CallbackHandler(BaseCallbackHandler):
                 run.undo = None
             if remember_prompt and run.prompt_templates is not None and run.parent is not None:
                 self._remember_prompt(run, value)
-            if run.span is None and run.kind is not None:
-                self._materialize(run)
+            self._materialize(run)
             span = run.span
             if span is None:
                 return
@@ -481,8 +463,7 @@ class CallbackHandler(BaseCallbackHandler):
     # -- point events: thoughts, custom events, retries --------------------------------------------
     def _event_span(self, owner: _Run | None, name: str, attrs: dict[str, Any]) -> None:
         """A span for an instantaneous event inside ``owner`` (thread, conversation, trace from it)."""
-        if owner is not None and owner.span is None and owner.kind is not None:
-            self._materialize(owner)
+        self._materialize(owner)
         probe = _Run(owner, name)
         if owner is None:
             probe.capture = self._default_capture()

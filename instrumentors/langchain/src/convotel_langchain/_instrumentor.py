@@ -70,21 +70,18 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _switch.handler
 
     def _instrument(self, **kwargs: Any) -> None:
-        from ._handler import CallbackHandler, _env_verbose
+        from ._handler import CallbackHandler
 
         provider = kwargs.get("tracer_provider")
-        verbose = kwargs.get("verbose")
-        if verbose is None:
-            verbose = _env_verbose()
-        _switch.handler = CallbackHandler(
+        handler = _switch.handler = CallbackHandler(
             tracer_provider=provider,
-            verbose=verbose,
+            verbose=kwargs.get("verbose"),
             capture_content=kwargs.get("capture_content"),
         )
         _register_hook()
         self._patches = Patches(MemoryTracer(trace.get_tracer(TRACER_NAME, __version__, tracer_provider=provider)))
         self._patches.wrap(_store.targets())
-        if verbose:  # checkpointer traffic is verbose-level detail: otherwise not even wrapped
+        if handler.verbose:  # checkpointer traffic is verbose-level detail: otherwise not even wrapped
             _checkpoints.wrap_savers(self._patches)
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import wrapt
@@ -44,6 +44,17 @@ class MemoryOp(NamedTuple):
 
 #: (class, attribute, op, is_async): one method to wrap.
 Target = tuple[type, str, MemoryOp, bool]
+
+
+def own_targets(cls: type, ops: Sequence[MemoryOp], *, sync: bool = True) -> list[Target]:
+    """The methods of ``ops`` (each ``name`` and its async ``aname``) that ``cls`` itself defines;
+    only the async ones unless ``sync``."""
+    out: list[Target] = []
+    for op in ops:
+        for attribute, is_async in ((op.method, False), (f"a{op.method}", True)):
+            if attribute in vars(cls) and (sync or is_async):
+                out.append((cls, attribute, op, is_async))
+    return out
 
 
 class _Access:

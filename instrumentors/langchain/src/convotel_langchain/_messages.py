@@ -14,6 +14,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from convotel.instrumentation import json_attr
 from convotel.message_parts import blob_part, content_text, image_part, join_text, text_part
 
 _ROLES = {
@@ -247,8 +248,6 @@ def _system_templates(serialized: Any) -> list[tuple[str, list[str]]] | None:
 def _variable(value: Any) -> str:
     if isinstance(value, str):
         return value
-    from convotel.instrumentation import json_attr
-
     return json_attr(value)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._memory import MemoryOp, Target
+from ._memory import MemoryOp, Target, own_targets
 
 _INPUT_KEYS = ("namespace", "namespace_prefix", "key", "query", "filter", "limit", "offset", "value")
 _CONTENT_KEYS = ("query", "value")
@@ -63,12 +63,5 @@ def targets() -> list[Target]:
         classes.append(AsyncBatchedBaseStore)
     except ImportError:
         pass
-    out: list[Target] = []
-    for cls in classes:
-        for op in _OPS:
-            for attribute, is_async in ((op.method, False), (f"a{op.method}", True)):
-                if attribute in vars(cls):
-                    if cls is not BaseStore and not is_async:
-                        continue  # AsyncBatchedBaseStore's sync methods call its async ones
-                    out.append((cls, attribute, op, is_async))
-    return out
+    # AsyncBatchedBaseStore's sync methods call its async ones: only those are wrapped there.
+    return [target for cls in classes for target in own_targets(cls, _OPS, sync=cls is BaseStore)]
