@@ -104,7 +104,7 @@ def rows_for(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> l
             row.status = "uninstrumented"
             row.error = f"nothing reached the backend (0 {row.unit or 'span'}s): this API is not instrumented"
         rows.append(row)
-    base_row = next((r for r in rows if r.config.kind == "baseline" and r.status == "ok"), None)
+    base_row = baseline(rows)
     if base_row is not None:
         base = raw[base_row.config.name]
         for r in rows:
@@ -119,6 +119,11 @@ def rows_for(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> l
             if sc.get("thread_cpu_us") and base.get("thread_cpu_us"):
                 r.thread_over = statistics.median(paired(sc["thread_cpu_us"], base["thread_cpu_us"]))
     return rows
+
+
+def baseline(rows: list[Row]) -> Row | None:
+    """The measured uninstrumented row the overheads are taken against."""
+    return next((r for r in rows if r.config.kind == "baseline" and r.status == "ok"), None)
 
 
 def best_peer(rows: list[Row]) -> tuple[Row | None, Row | None]:
@@ -221,14 +226,14 @@ def _ratio(value: float | None, interval: tuple[float, float] | None = None) -> 
     return f"{value:.2f}× ({low:.2f}–{'∞' if high == float('inf') else f'{high:.2f}'})"
 
 
-def _label(row: Row, versions: dict[str, str]) -> str:
-    label = row.config.label
-    shown = [f"{versions[p]}" for p in row.config.packages if p in versions and row.config.kind == "peer"]
+def _label(config: Config, versions: dict[str, str]) -> str:
+    label = config.label
+    shown = [f"{versions[p]}" for p in config.packages if p in versions and config.kind == "peer"]
     if shown:
         label += f" {shown[0]}"
-    if row.config.kind == "convotel":
+    if config.kind == "convotel":
         return f"**{label}**"
-    return f"*{label}*" if row.config.kind == "diagnostic" else label
+    return f"*{label}*" if config.kind == "diagnostic" else label
 
 
 def scenario_table(suite: str, scenario: str, results: dict[str, dict[str, Any]]) -> tuple[str, Verdict]:
@@ -241,7 +246,7 @@ def scenario_table(suite: str, scenario: str, results: dict[str, dict[str, Any]]
     ]
     for r in rows:
         versions = results.get(r.config.name, {}).get("versions", {})
-        label = _label(r, versions)
+        label = _label(r.config, versions)
         if r.status == "error":
             lines.append(f"| {label} | could not run: `{_cell(r.error)}` ||||||||| ")
             continue
@@ -272,17 +277,20 @@ def thread_breakdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
     lines = ["| configuration | scenario | app thread, during the calls | app thread, in the end-of-repetition "
              "flush | background threads |", "|---|---|--:|--:|---|"]
     titles = {s.name: s.title for s in SUITE_SCENARIOS[suite]}
-    base = results.get("none", {}).get("scenarios", {})
+    rows = {s.name: rows_for(suite, s.name, results) for s in SUITE_SCENARIOS[suite]}
     for spec in SUITE_CONFIGS[suite]:
         res = results.get(spec.name)
         if spec.kind == "baseline" or res is None or res.get("status") != "ok":
             continue
         for name, sc in res["scenarios"].items():
-            b = base.get(name) or {}
-            reps, base_reps = sc.get("threads_us"), b.get("threads_us")
-            if sc.get("status") != "ok" or not reps or not base_reps:
+            row = next((r for r in rows.get(name, []) if r.config.name == spec.name), None)
+            base_row = baseline(rows.get(name, []))
+            if row is None or row.thread_over is None or base_row is None:
                 continue
-            calls = paired(sc["thread_cpu_us"], b["thread_cpu_us"])
+            b = results[base_row.config.name]["scenarios"][name]
+            reps, base_reps = sc.get("threads_us"), b.get("threads_us")
+            if not reps or not base_reps:
+                continue
             flush = paired([r.get("MainThread", 0.0) - t for r, t in zip(reps, sc["thread_cpu_us"], strict=True)],
                            [r.get("MainThread", 0.0) - t for r, t in zip(base_reps, b["thread_cpu_us"], strict=True)])
             per_thread: dict[str, float] = {}
@@ -292,8 +300,8 @@ def thread_breakdown(suite: str, results: dict[str, dict[str, Any]]) -> str:
                         per_thread[_thread_name(thread)] = per_thread.get(_thread_name(thread), 0.0) + us / len(reps)
             shown = ", ".join(f"`{t}` {_us(us)}" for t, us in sorted(per_thread.items(), key=lambda i: -i[1])
                               if us >= 0.5) or "—"
-            lines.append(f"| {_label(Row(spec, 'ok'), res.get('versions', {}))} | {_cell(titles.get(name, name))} "
-                         f"| {_over(statistics.median(calls))} | {_over(statistics.median(flush))} | {shown} |")
+            lines.append(f"| {_label(spec, res.get('versions', {}))} | {_cell(titles.get(name, name))} "
+                         f"| {_over(row.thread_over)} | {_over(statistics.median(flush))} | {shown} |")
     if len(lines) == 2:
         return ""
     return ("<details><summary>Where the process CPU goes, by thread (µs per call over the baseline; per-thread "

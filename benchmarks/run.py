@@ -35,7 +35,7 @@ from benchmarks.configs import (
     SUITE_CONFIGS,
     version,
 )
-from benchmarks.scenarios import SUITE_SCENARIOS
+from benchmarks.scenarios import SUITE_SCENARIOS, Scenario
 
 ROOT = Path(__file__).resolve().parent
 FULL = {"reps": 40, "calls": 40, "warmup": 60}
@@ -43,6 +43,8 @@ QUICK = {"reps": 3, "calls": 20, "warmup": 5}
 #: Variables that would change what a configuration does; workers start without them.
 _SCRUB_PREFIXES = ("OTEL_", "GREENFLASH_", "CONVOTEL_", "TRACELOOP_", "OPENINFERENCE_", "OPENAI_", "LANGCHAIN_",
                    "LANGSMITH_")
+#: What a worker's ``rep`` answer gives per repetition; a scenario's entry keeps one list of each.
+_REP_KEYS = ("app_us", "app_p50_us", "cpu_us", "thread_cpu_us", "flush_ms", "threads_us", "objects")
 
 
 def _cpu_model() -> str:
@@ -172,11 +174,26 @@ def _failed(error: str) -> dict[str, Any]:
     return {"status": "error", "error": error}
 
 
+def _selected(suite: str, scenarios: list[str] | None) -> list[Scenario]:
+    """The suite's scenarios that run (``--scenarios``, default all)."""
+    return [s for s in SUITE_SCENARIOS[suite] if scenarios is None or s.name in scenarios]
+
+
+def _weights_text(weights: list[float]) -> str:
+    """How the calls per repetition scale by scenario (``Scenario.weight``), for the environment line."""
+    if not weights or min(weights) == max(weights) == 1:
+        return ""
+    if min(weights) == max(weights):
+        return f" (×{weights[0]:g} by scenario cost)"
+    return f" (×{min(weights):g} to ×{max(weights):g} by scenario cost)"
+
+
 def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[str, str], log_dir: Path,
               timeout_s: float, scenarios: list[str] | None = None) -> dict[str, Any]:
     """Every configuration in its own process; repetitions interleaved across configurations."""
-    names = [s.name for s in SUITE_SCENARIOS[suite] if scenarios is None or s.name in scenarios]
-    weights = {s.name: s.weight for s in SUITE_SCENARIOS[suite]}
+    selected = _selected(suite, scenarios)
+    names = [s.name for s in selected]
+    weights = {s.name: s.weight for s in selected}
     workers = {c: WorkerProcess(suite, c, env, log_dir, timeout_s) for c in configs}
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -202,8 +219,8 @@ def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[
                 if answer["status"] == "ok":
                     active.append(config)
                     results[config]["scenarios"][name] = {
-                        "status": "ok", "app_us": [], "app_p50_us": [], "cpu_us": [], "thread_cpu_us": [],
-                        "flush_ms": [], "calls": 0, "delivered": 0}
+                        "status": "ok", **{key: [] for key in _REP_KEYS}, "calls": 0, "calls_per_rep": calls,
+                        "delivered": 0}
                 else:
                     results[config]["scenarios"][name] = answer
             for rep in range(params["reps"]):
@@ -220,21 +237,10 @@ def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[
                     if answer["status"] != "ok":
                         results[config]["scenarios"][name] = answer
                         continue
-                    for key in ("app_us", "app_p50_us", "cpu_us", "thread_cpu_us", "flush_ms"):
+                    for key in _REP_KEYS:
                         entry[key].append(answer[key])
                     entry["calls"] += answer["calls"]
-                    entry.setdefault("threads_us", []).append(answer.get("threads_us", {}))
                     entry["delivered"] += answer["delivered"]
-            for config in active:
-                entry = results[config]["scenarios"][name]
-                if entry["status"] != "ok":
-                    continue
-                try:
-                    answer = workers[config].ask({"cmd": "finish", "scenario": name})
-                    entry["objects"] = answer.get("objects", [])
-                    entry["calls_per_rep"] = calls
-                except RuntimeError as exc:
-                    results[config]["scenarios"][name] = _failed(str(exc))
             summary = ", ".join(f"{c}: {results[c]['scenarios'][name]['status']}" for c in alive)
             print(f"  [{suite}] {name}: {summary} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
     finally:
@@ -244,7 +250,7 @@ def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[
 
 
 def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ingest: str, load: str,
-                      placement: str) -> str:
+                      placement: str, weights: list[float]) -> str:
     versions = ", ".join(f"{p} {version(p)}" for p in (
         "openai", "langchain-core", "langchain-openai", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -253,7 +259,7 @@ def _environment_line(params: dict[str, int], elapsed_s: float, quick: bool, ing
     return (
         f"Measured by `make bench` on {when} ({kind}{elapsed_s / 60:.1f} min): Python {platform.python_version()}, "
         f"{os.cpu_count()} cores ({_cpu_model()}; load average {load} at the start), {versions}. "
-        f"{params['reps']} repetitions of {params['calls']} calls (×0.35 to ×2 by scenario cost) per configuration "
+        f"{params['reps']} repetitions of {params['calls']} calls{_weights_text(weights)} per configuration "
         f"and scenario after a warm-up; one subprocess per configuration, repetitions interleaved across "
         f"configurations; {placement}.\n\n"
         "How to read it: *app thread* is the wall time of the SDK call in the calling thread (*of which app-thread "
@@ -315,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     elapsed = time.monotonic() - started
 
-    sections = [_environment_line(params, elapsed, args.quick, args.ingest, load, placement)]
+    weights = [s.weight for suite in suites for s in _selected(suite, scenarios)]
+    sections = [_environment_line(params, elapsed, args.quick, args.ingest, load, placement, weights)]
     sections += [report.suite_markdown(suite, results[suite]) for suite in suites]
     markdown = "\n\n".join(sections)
     print(markdown)

@@ -22,48 +22,26 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import servers
-from benchmarks.configs import PRODUCT_ID
+from benchmarks.configs import ENV_INGEST, ENV_INGEST_TOKEN, ENV_OTLP, setup_openai
+from benchmarks.worker import thread_cpu_ns
 
 _HOTPATH = Path(__file__).resolve().parents[1] / "instrumentors" / "openai" / "bench"
 
 
-def _thread_cpu_ns() -> dict[str, int]:
-    out: dict[str, int] = {}
-    for thread in threading.enumerate():
-        try:
-            out[thread.name] = time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))  # type: ignore[arg-type]
-        except (AttributeError, OSError, TypeError):
-            continue
-    return out
-
-
 def _instrument(config: str, backend_url: str) -> Callable[[], None]:
-    """Instruments the process; returns its flush."""
+    """Instruments the process as ``benchmarks.run``'s worker does for ``config``, with the backend at
+    ``backend_url``; returns its flush."""
     if config == "convotel":
-        import convotel
-
-        convotel.init(api_key="bench", base_url=backend_url, product_id=PRODUCT_ID, sink="greenflash",
-                      instrumentors=["openai"])
-        return lambda: None if convotel.flush() else None
-    if config == "otel-v2":
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
-        os.environ.setdefault("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{backend_url}/v1/traces")))
-        OpenAIInstrumentor().instrument(tracer_provider=provider)
-        return lambda: None if provider.force_flush() else None
-    raise SystemExit(f"unknown configuration {config!r} (convotel, otel-v2)")
+        os.environ[ENV_INGEST] = backend_url
+        os.environ[ENV_INGEST_TOKEN] = "bench"  # the ingest receiver only asks for a bearer token
+    else:
+        os.environ[ENV_OTLP] = backend_url
+    return setup_openai(config).flush
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         best: dict[str, float] = {}
         for _ in range(5):
-            threads0, cpu0 = _thread_cpu_ns(), time.process_time()
+            threads0, cpu0 = thread_cpu_ns(), time.process_time()
             for _ in range(args.calls):
                 call()
             flush()
-            threads1, cpu1 = _thread_cpu_ns(), time.process_time()
+            threads1, cpu1 = thread_cpu_ns(), time.process_time()
             for name, ns in threads1.items():
                 best[name] = min(best.get(name, float("inf")), (ns - threads0.get(name, 0)) / args.calls / 1000)
             best["process"] = min(best.get("process", float("inf")), (cpu1 - cpu0) / args.calls * 1e6)

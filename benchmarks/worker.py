@@ -10,9 +10,8 @@ original stdout; anything libraries print goes to stderr):
   and the calling thread's own CPU time (``time.thread_time()``), and *process CPU*
   (``time.process_time()`` over the repetition **including a flush of the telemetry pipeline at
   its end**, so the export work of those calls is counted in whatever thread it ran, divided by
-  ``K``), plus what reached the backend during it;
-- ``{"cmd": "finish", "scenario": N}``: the number of live Python objects after each repetition
-  (after ``gc.collect()``, outside the timed windows), whose trend exposes leaks;
+  ``K``), plus what reached the backend during it and the number of live Python objects after it
+  (after ``gc.collect()``, outside the timed windows), whose trend over the repetitions exposes leaks;
 - ``{"cmd": "exit"}``.
 
 The orchestrator keeps every configuration's process alive and interleaves their repetitions
@@ -65,7 +64,6 @@ class Worker:
                                      "notes": [], "unit": ""}
         self.setup: Setup | None = None
         self.calls: dict[str, Callable[[], Any]] = {}
-        self.objects: dict[str, list[int]] = {}
         try:
             self.setup = SUITE_SETUP[suite](config)
             self.info.update(unit=self.setup.unit, notes=self.setup.notes)
@@ -108,26 +106,19 @@ class Worker:
                       if ns - threads0.get(name, 0) > 0}
         delivered = setup.delivered() - delivered0
         gc.collect()
-        self.objects.setdefault(scenario, []).append(len(gc.get_objects()))
+        objects = len(gc.get_objects())
         return {"status": "ok", "app_us": sum(samples) / calls / 1000, "app_p50_us": statistics.median(samples) / 1000,
                 "cpu_us": (cpu1 - cpu0) / calls * 1e6, "thread_cpu_us": (thread1 - thread0) / calls * 1e6,
-                "flush_ms": (f1 - f0) / 1e6, "calls": calls, "delivered": delivered, "threads_us": threads_us}
-
-    def finish(self, scenario: str) -> dict[str, Any]:
-        """Live objects after each repetition (after ``gc.collect()``), for the leak check."""
-        return {"status": "ok", "objects": self.objects.get(scenario, [])}
+                "flush_ms": (f1 - f0) / 1e6, "calls": calls, "delivered": delivered, "threads_us": threads_us,
+                "objects": objects}
 
     def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         cmd = command["cmd"]
-        if cmd == "info":
-            return self.info
         try:
             if cmd == "prepare":
                 return self.prepare(command["scenario"], command.get("warmup", 0))
             if cmd == "rep":
                 return self.rep(command["scenario"], command["calls"])
-            if cmd == "finish":
-                return self.finish(command["scenario"])
         except Exception as exc:
             return {"status": "error", "error": error_text(exc), "traceback": traceback.format_exc()}
         return {"status": "error", "error": f"unknown command {cmd!r}"}
