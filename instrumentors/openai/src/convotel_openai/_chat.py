@@ -113,14 +113,8 @@ CHAT_USAGE = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "co
 RESPONSES_USAGE = ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
 
 
-def usage_attributes(usage: Any, keys: tuple[str, str, str, str] = CHAT_USAGE) -> dict[str, Any]:
-    """Token counts of a Chat Completions (or, with ``RESPONSES_USAGE``, a Responses) usage."""
-    attrs: dict[str, Any] = {}
-    add_usage(attrs, usage, keys)
-    return attrs
-
-
 def add_usage(attrs: dict[str, Any], usage: Any, keys: tuple[str, str, str, str] = CHAT_USAGE) -> None:
+    """Token counts of a Chat Completions (or, with ``RESPONSES_USAGE``, a Responses) usage."""
     if usage is None:
         return
     fields = view(usage)
@@ -293,9 +287,16 @@ class ChatStreamState:
                 buf.has_text = True
                 if self.capture:
                     buf.text.append(content)
+            # ``m.reasoning_of(delta)`` inlined: this runs per chunk (it only takes strings, which
+            # every provider sends; a field of another type hands the rare case to it).
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
-                self._reasoning_delta(buf, delta)
+                if not isinstance(reasoning, str):
+                    reasoning = m.reasoning_of(delta)
+                if reasoning:
+                    buf.has_reasoning = True
+                    if self.capture:
+                        buf.reasoning.append(reasoning)
             refusal = delta.get("refusal")
             if refusal:
                 buf.has_refusal = True
@@ -312,13 +313,6 @@ class ChatStreamState:
             function_call = delta.get("function_call")
             if function_call is not None:
                 self._call_delta(buf, -1, None, function_call)  # legacy ``function_call``: one call, no id
-
-    def _reasoning_delta(self, buf: _ChoiceBuffer, delta: Mapping[str, Any]) -> None:
-        reasoning = m.reasoning_of(delta)
-        if reasoning:
-            buf.has_reasoning = True
-            if self.capture:
-                buf.reasoning.append(reasoning)
 
     def _call_delta(self, buf: _ChoiceBuffer, index: int, call_id: Any, function: Any) -> None:
         tool = buf.tool_calls.get(index)

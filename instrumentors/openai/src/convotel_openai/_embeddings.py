@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 OPERATION = semconv.OP_EMBEDDINGS
 REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
-EMBEDDINGS_COUNT = semconv.EMBEDDINGS_COUNT
 
 
 def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,7 +70,7 @@ def apply_response(span: Span, response: Any, capture: bool) -> None:
         attrs[semconv.USAGE_INPUT_TOKENS] = tokens
     data = as_list(get(response, "data"))
     if data is not None:
-        attrs[EMBEDDINGS_COUNT] = len(data)
+        attrs[semconv.EMBEDDINGS_COUNT] = len(data)
         if data:
             dims = _dimensions(get(data[0], "embedding"))
             if dims is not None:

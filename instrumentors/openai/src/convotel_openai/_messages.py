@@ -17,13 +17,9 @@ from ._utils import as_list, get, parse_arguments, view
 SYSTEM_ROLES = ("system", "developer")
 
 
-def reasoning_text(message: Any) -> str | None:
-    """``reasoning_content`` (DeepSeek, vLLM, ...) or a string ``reasoning`` (OpenRouter, newer vLLM)."""
-    return reasoning_of(view(message))
-
-
 def reasoning_of(fields: Mapping[str, Any]) -> str | None:
-    """``reasoning_text`` of a message's ``view()``."""
+    """The reasoning of a message's (or delta's) ``view()``: ``reasoning_content`` (DeepSeek,
+    vLLM, ...) or a string ``reasoning`` (OpenRouter, newer vLLM)."""
     value = fields.get("reasoning_content")
     if isinstance(value, str) and value:
         return value
@@ -37,7 +33,7 @@ def content_parts(content: Any, capture: bool) -> list[dict[str, Any]]:
     """Parts of a message's ``content``: a string or a list of content parts."""
     if content is None:
         return []
-    if isinstance(content, str):
+    if isinstance(content, str):  # the usual message: ``text_part`` inlined, this runs per message per call
         if not content:
             return []
         return [{"type": "text", "content": content} if capture else {"type": "text"}]
@@ -95,7 +91,7 @@ def _function_call_part(function_call: Any, capture: bool) -> dict[str, Any]:
 def assistant_parts(message: Any, capture: bool) -> list[dict[str, Any]]:
     fields = view(message)
     parts: list[dict[str, Any]] = []
-    if fields.get("reasoning_content") or fields.get("reasoning"):
+    if fields.get("reasoning_content") or fields.get("reasoning"):  # most messages carry none: no call
         reasoning = reasoning_of(fields)
         if reasoning:
             parts.append(text_part(reasoning, capture, "reasoning"))

@@ -31,10 +31,6 @@ def is_api_response_class(kind: type) -> bool:
     return any(c.__name__ == "BaseAPIResponse" for c in kind.__mro__)
 
 
-def is_legacy_response(result: Any) -> bool:
-    return is_legacy_response_class(type(result))
-
-
 def is_api_response(result: Any) -> bool:
     return is_api_response_class(type(result))
 

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from ._call import Call
 
 OPERATION = semconv.OP_CHAT
-PREVIOUS_RESPONSE_ID = semconv.PREVIOUS_RESPONSE_ID
 
 _INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
@@ -96,7 +95,7 @@ def request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         attrs[_chat.OPENAI_REQUEST_SERVICE_TIER] = tier
     previous = kwargs.get("previous_response_id")
     if isinstance(previous, str) and previous:
-        attrs[PREVIOUS_RESPONSE_ID] = previous
+        attrs[semconv.PREVIOUS_RESPONSE_ID] = previous
         attrs[semconv.CONVERSATION_ID] = CHAIN_ROOTS.root_of(previous)
     if "conversation" in kwargs:
         conversation = conversation_id(arg(kwargs, "conversation"))
@@ -265,11 +264,6 @@ def tool_definitions(tools: Any, capture: bool) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- response
 
 
-def finish_reason(response: Any) -> str:
-    fields = view(response)
-    return _finish_reason(fields, as_list(fields.get("output")) or [])
-
-
 def _finish_reason(response: Mapping[str, Any], output: list[Any]) -> str:
     status = response.get("status")
     if status == "completed":
@@ -282,10 +276,6 @@ def _finish_reason(response: Mapping[str, Any], output: list[Any]) -> str:
     return status if isinstance(status, str) else "error"
 
 
-def usage_attributes(usage: Any) -> dict[str, Any]:
-    return _chat.usage_attributes(usage, _chat.RESPONSES_USAGE)
-
-
 def _meta(attrs: dict[str, Any], response: Mapping[str, Any]) -> None:
     for key, name in (("id", semconv.RESPONSE_ID), ("model", semconv.RESPONSE_MODEL)):
         value = response.get(key)
@@ -294,10 +284,6 @@ def _meta(attrs: dict[str, Any], response: Mapping[str, Any]) -> None:
     tier = response.get("service_tier")
     if isinstance(tier, str):
         attrs[_chat.OPENAI_RESPONSE_SERVICE_TIER] = tier
-
-
-def response_attributes(response: Any, capture: bool) -> dict[str, Any]:
-    return _response_attributes(view(response), capture)
 
 
 def _response_attributes(response: Mapping[str, Any], capture: bool) -> dict[str, Any]:

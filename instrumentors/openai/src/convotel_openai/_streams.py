@@ -174,11 +174,15 @@ class AsyncStreamProxy(_StreamProxy):
 
 
 _PROXIES: dict[type, type[_StreamProxy] | None] = {}
+_UNSEEN = object()
 
 
-def _proxy_class(kind: type) -> type[_StreamProxy] | None:
-    proxy = _PROXIES.get(kind, _ignore)
-    if proxy is _ignore:
+def proxy_class(kind: type) -> type[_StreamProxy] | None:
+    """The proxy class for results of class ``kind``; ``None`` when they are no stream.
+
+    The one place that decides what a stream is (cached per class: this runs per call)."""
+    proxy = _PROXIES.get(kind, _UNSEEN)
+    if proxy is _UNSEEN:
         if hasattr(kind, "__anext__"):
             proxy = AsyncStreamProxy
         elif hasattr(kind, "__next__"):
@@ -191,7 +195,7 @@ def _proxy_class(kind: type) -> type[_StreamProxy] | None:
 
 def wrap_stream(result: Any, call: Call, state: StreamState, kind: str) -> Any | None:
     """The proxy for a stream-like ``result``; ``None`` when it is not one."""
-    proxy = _proxy_class(type(result))
+    proxy = proxy_class(type(result))
     return None if proxy is None else proxy(result, call, state, kind)
 
 

@@ -16,7 +16,7 @@ from opentelemetry.trace import Tracer
 from . import _raw
 from ._call import INSIDE, Call
 from ._operations import Operation
-from ._streams import finish_stream, wrap_stream
+from ._streams import finish_stream, proxy_class
 from ._utils import report
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
@@ -62,7 +62,7 @@ def _result_kind(kind: type) -> int:
             found = _LEGACY
         elif _raw.is_api_response_class(kind):
             found = _API
-        elif hasattr(kind, "__anext__") or hasattr(kind, "__next__"):
+        elif proxy_class(kind) is not None:  # what a stream is, ``_streams`` decides
             found = _STREAM
         else:
             found = _PLAIN
@@ -81,9 +81,8 @@ def _finish(call: Call, op: Operation, result: Any) -> Any:
         if kind == _API:
             return _raw.finish_api_response(call, op, result)
         if kind == _STREAM and op.stream_state is not None:
-            proxy = wrap_stream(result, call, op.stream_state(call), op.kind)
-            if proxy is not None:
-                return proxy
+            proxy = proxy_class(type(result))  # not None: that made it a _STREAM
+            return proxy(result, call, op.stream_state(call), op.kind)  # type: ignore[misc]
         op.apply_response(call, result)
     except Exception:
         report(f"{op.kind}.response")
