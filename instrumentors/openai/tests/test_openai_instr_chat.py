@@ -422,12 +422,14 @@ def test_uninstrumented_calls_make_no_spans(tracer_provider, exporter):
 
 
 def test_instrumentation_bug_never_reaches_app(instrument, exporter, monkeypatch, caplog):
-    from convotel_openai import _operations, _utils
+    from convotel_openai import _operations
+
+    from convotel import instrumentation
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise KeyError("odd shape")
 
-    monkeypatch.setattr(_utils, "_reported", set())
+    monkeypatch.setattr(instrumentation, "_reported", set())  # log-once state, fresh
     original = _operations.CHAT.apply_response
     object.__setattr__(_operations.CHAT, "apply_response", broken)
     try:
@@ -443,12 +445,14 @@ def test_instrumentation_bug_never_reaches_app(instrument, exporter, monkeypatch
 
 
 def test_malformed_messages_do_not_break_the_call(instrument, exporter, monkeypatch):
-    from convotel_openai import _messages, _utils
+    from convotel_openai import _messages
+
+    from convotel import instrumentation
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise TypeError("malformed")
 
-    monkeypatch.setattr(_utils, "_reported", set())
+    monkeypatch.setattr(instrumentation, "_reported", set())  # log-once state, fresh
     monkeypatch.setattr(_messages, "input_messages", broken)
     (result,) = call_all("test_chat_completion_with_content")
     assert result.choices[0].message.content == "This is a test."

@@ -392,7 +392,9 @@ def test_unsampled_stream_is_not_wrapped(exporter):
 def test_instrumentation_fault_mid_stream_never_reaches_app(instrument, exporter, monkeypatch, caplog):
     import logging
 
-    from convotel_openai import _chat, _utils
+    from convotel_openai import _chat
+
+    from convotel import instrumentation
 
     calls = {"n": 0}
     original = _chat.ChatStreamState.process
@@ -403,7 +405,7 @@ def test_instrumentation_fault_mid_stream_never_reaches_app(instrument, exporter
             raise AttributeError("odd chunk")
         original(self, item)
 
-    monkeypatch.setattr(_utils, "_reported", set())
+    monkeypatch.setattr(instrumentation, "_reported", set())  # log-once state, fresh
     monkeypatch.setattr(_chat.ChatStreamState, "process", flaky)
     name = "test_chat_completion_streaming"
     with caplog.at_level(logging.WARNING, logger="convotel_openai"):

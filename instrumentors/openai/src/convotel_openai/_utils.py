@@ -9,29 +9,14 @@ from typing import Any
 
 import orjson
 
+from convotel.instrumentation import report_fault
+
 logger = logging.getLogger("convotel_openai")
 
-_reported: set[str] = set()
-
-
 def report(kind: str) -> None:
-    """Log the exception being handled, once per ``kind``; never raises.
-
-    Instrumentation faults must not reach the app: callers catch, call this,
-    and carry on with the app's result unchanged.
-    """
-    try:
-        if kind in _reported:
-            return
-        _reported.add(kind)
-        logger.warning(
-            "convotel_openai: instrumentation error in %s; the OpenAI call is unaffected "
-            "(further errors of this kind are not logged)",
-            kind,
-            exc_info=True,
-        )
-    except Exception:  # pragma: no cover - logging itself failed
-        pass
+    """Log the exception being handled, once per ``kind``; never raises (see
+    :func:`convotel.instrumentation.report_fault`)."""
+    report_fault(logger, kind, "the OpenAI call")
 
 
 _MISSING = object()
