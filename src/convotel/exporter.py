@@ -21,9 +21,19 @@ from convotel.pipeline import Pipeline
 from convotel.records import from_readable_span
 
 
+def _plain(attributes: Any) -> Any:
+    """``attributes`` as a dict when they can be copied as one (an SDK span's are a mappingproxy
+    over ``BoundedAttributes``, whose lookups of a missing key raise and catch a ``KeyError``)."""
+    try:
+        return attributes.copy()
+    except AttributeError:
+        return attributes
+
+
 def is_conversation_span(attributes: Any) -> bool:
     """Cheap pre-filter: only GenAI and convotel spans can become messages, and not a model call
     that a framework span already maps (the mapping skips those too)."""
+    attributes = _plain(attributes)
     return (bool(attributes) and (semconv.OPERATION_NAME in attributes or semconv.MESSAGE_TYPE in attributes)
             and semconv.COVERED_BY not in attributes)
 
@@ -35,8 +45,7 @@ class ConvotelSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # Runs that parent others (task, workflow, chain) are announced now, so the
         # API receives a parent before its children.
-        attrs = span.attributes
-        if attrs and attrs.get(semconv.MESSAGE_TYPE) in OPENING_TYPES:
+        if _plain(span.attributes).get(semconv.MESSAGE_TYPE) in OPENING_TYPES:
             self._pipeline.put(from_readable_span(span, started=True))
 
     def on_end(self, span: ReadableSpan) -> None:

@@ -36,26 +36,38 @@ MESSAGE_TYPES: Final[frozenset[str]] = frozenset(MessageType.__args__)  # type: 
 DEFAULT_USER_ID: Final = "anonymous"
 
 
+# The last second and its ``%``-template, and the last minute and its prefix: each one tuple,
+# replaced atomically (safe across threads).
 _last_second: tuple[int, str] = (-1, "")
+_last_minute: tuple[int, str] = (-1, "")
 
 
 def iso_from_ns(ns: int) -> str:
     """RFC 3339 UTC timestamp with microseconds (``createdAt``).
 
-    Called once per message; messages of a batch share their second, so the formatted
-    second is kept (one tuple, replaced atomically: safe across threads).
+    Called once per message. Messages of a batch mostly share their second, else their minute,
+    so both are kept formatted: a new second of the same minute costs one small format, not a
+    ``strftime``.
     """
-    global _last_second
-    seconds, rem = divmod(ns, 1_000_000_000)
-    cached_second, prefix = _last_second
-    if cached_second != seconds:
-        prefix = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        _last_second = (seconds, prefix)
-    return f"{prefix}.{rem // 1000:06d}Z"
+    global _last_second, _last_minute
+    second = ns // 1_000_000_000
+    cached_second, template = _last_second
+    if cached_second != second:
+        minute, prefix = _last_minute
+        if second // 60 != minute:
+            minute = second // 60
+            prefix = datetime.fromtimestamp(minute * 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:")
+            _last_minute = (minute, prefix)
+        template = f"{prefix}{second % 60:02d}.%06dZ"
+        _last_second = (second, template)
+    return template % (ns // 1000 % 1_000_000)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
+    """One conversation message. A value: change one with :meth:`with_changes`, which copies (not a
+    frozen dataclass only because the mapping builds several per span: see ``convotel.records``)."""
+
     external_message_id: str
     message_type: MessageType
     created_at_ns: int
@@ -96,7 +108,7 @@ class Message:
         return wire
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Conversation:
     """Who and what a batch of messages belongs to (the request envelope)."""
 

@@ -2,6 +2,11 @@
 
 Both an SDK ``ReadableSpan`` (in-process exporter) and a decoded OTLP span (the
 bridge) become a :class:`SpanRecord`; the mapping sees nothing else.
+
+Records are values: nothing changes one after it is built. They are not frozen
+dataclasses because one is built per span on the export path, and a frozen
+dataclass pays an ``object.__setattr__`` per field (about 5x the construction
+cost); the same holds for the mapping's and the messages' value classes.
 """
 
 from __future__ import annotations
@@ -18,16 +23,16 @@ def _empty() -> Mapping[str, Any]:
     return _EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpanEvent:
     name: str
     time_ns: int
     attributes: Mapping[str, Any] = field(default_factory=_empty)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpanRecord:
-    """An immutable, I/O-free view of one span.
+    """An I/O-free view of one span (a value: see above).
 
     ``end_ns`` is ``None`` for a record taken when the span started (structural
     spans announce themselves then so that parents reach the API first).
@@ -68,9 +73,9 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
     ctx = span.context
     parent = span.parent
     status = span.status
-    events = tuple(
-        SpanEvent(e.name, e.timestamp, MappingProxyType(dict(e.attributes or {}))) for e in span.events
-    ) if span.events else ()
+    events = span.events  # a new tuple per access
+    if events:
+        events = tuple(SpanEvent(e.name, e.timestamp, dict(e.attributes or {})) for e in events)
     scope = span.instrumentation_scope
     resource = span.resource
     return SpanRecord(
@@ -80,7 +85,7 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
         span.name,
         span.start_time or 0,
         None if started else span.end_time,
-        MappingProxyType(_attributes_copy(span)),
+        _attributes_copy(span),
         status is not None and status.status_code.name == "ERROR",
         status.description if status is not None else None,
         events,

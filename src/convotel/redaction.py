@@ -125,7 +125,7 @@ def _message(message: Message, redact: TextHook) -> Message:
             props = {**props, "alternatives": alternatives}
     walked = {name: _walk(getattr(message, name), redact) for name in _TEXT_FIELDS}
     if props is message.properties and all(walked[name] is getattr(message, name) for name in _TEXT_FIELDS):
-        return message  # frozen: sharing it is safe, and rebuilding it costs more than the check
+        return message  # a value: sharing it is safe, and rebuilding it costs more than the check
     return replace(message, properties=props, **walked)
 
 

@@ -1,7 +1,7 @@
 """Delivery: one worker thread per sink that groups, orders, splits, retries and spools.
 
 Threads: ``submit()``/``flush()``/``shutdown()`` run on callers' threads and only touch the
-state guarded by ``_cond``; everything under "worker-only" in :meth:`Delivery._reset` is
+state guarded by ``_lock``; everything under "worker-only" in :meth:`Delivery._reset` is
 touched by the worker thread alone, so sends never hold the lock.
 
 Accounting: every accepted batch gets a sequence number in acceptance order (the intake
@@ -21,7 +21,7 @@ import random
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -103,15 +103,18 @@ class Delivery:
 
     # -- state ----------------------------------------------------------------------------
     def _reset(self) -> None:
-        # Guarded by _cond. Two conditions on one lock: ``_cond`` wakes the worker, ``_progress``
-        # wakes flush() callers, so neither wakes the other for nothing.
-        lock = threading.RLock()
-        self._cond = threading.Condition(lock)
-        self._progress = threading.Condition(lock)
-        self._intake: deque[tuple[ConversationBatch, int | None, float]] = deque()
+        # Guarded by _lock. The worker waits on ``_wakeup`` (see _wake), flush() callers on the
+        # ``_progress`` condition, so neither wakes the other for nothing.
+        self._lock = threading.RLock()
+        self._progress = threading.Condition(self._lock)
+        self._intake: list[tuple[ConversationBatch, int | None, float]] = []  # taken whole by the worker
         # When the waiting worker wakes up by itself (monotonic; inf: only when told); None while
         # it works. submit() wakes it only for a batch due before then (see _enqueue).
         self._asleep_until: float | None = None
+        # Held, except from a _wake() until the worker wakes up: a lock as a one-shot signal, as its
+        # timed acquire is all a wait costs (a Condition's wait is Python code and a new lock each).
+        self._wakeup = threading.Lock()
+        self._wakeup.acquire()
         self._pending = 0  # messages accepted into memory and not yet resolved (the bound)
         self._spooled_only = 0  # messages accepted onto disk only, not yet loaded
         self._accepted = 0  # batches accepted (sequence numbers handed out)
@@ -134,6 +137,7 @@ class Delivery:
         self._cursor = 0  # highest spool row ingested
         self._sent: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._released = 0  # resolved messages not yet subtracted from _pending
+        self._published_ingested = 0  # _ingested when _publish() last told submit() and flush()
         self._unspool: list[int] = []
         self._spool = None if self._closed else self._open_spool()
         self._worker = threading.Thread(target=self._run, name=f"convotel-delivery-{self._name}", daemon=True)
@@ -179,7 +183,7 @@ class Delivery:
             self._invalid(type(batches).__name__)
 
     def _invalid(self, what: str) -> None:
-        with self._cond:
+        with self._lock:
             self._counters.dropped["invalid"] += 1
         self._say_once("bad-input", logging.WARNING, "convotel: submit() got a %s, not a valid ConversationBatch "
                        "or iterable of them; dropped it (counted in stats.dropped['invalid'])", what)
@@ -209,7 +213,7 @@ class Delivery:
     def _enqueue(self, batch: ConversationBatch, n: int, body: bytes | None) -> str | None:
         """Accept a batch (memory, or disk only while the spool has a backlog); else the reason."""
         now = time.monotonic()
-        with self._cond:
+        with self._lock:
             counters = self._counters
             counters.submitted += n
             if self._closed:
@@ -222,7 +226,7 @@ class Delivery:
                 self._backlog = self._spool_news = True
                 self._spooled_only += n
                 self._accepted += 1
-                self._cond.notify()
+                self._wake()
                 return None
             if full or self._backlog:  # jumping ahead of a backlog would break sequence order
                 counters.dropped["queue_full"] += n
@@ -235,8 +239,14 @@ class Delivery:
             # counts from now, not from when it is taken): one wake-up instead of two.
             asleep_until = self._asleep_until
             if asleep_until is not None and asleep_until > self._due(now):
-                self._cond.notify()
+                self._wake()
             return None
+
+    def _wake(self) -> None:
+        """Wakes the worker if it waits (called with ``_lock`` held); it then looks at everything."""
+        if self._asleep_until is not None:
+            self._asleep_until = None  # at most one release per wait: the worker re-takes it
+            self._wakeup.release()
 
     def _spool_put(self, n: int, body: bytes) -> int | None:
         assert self._spool is not None
@@ -253,14 +263,14 @@ class Delivery:
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Deliver (or give up on) everything submitted before this call; ``False`` on timeout."""
         deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._cond:
+        with self._lock:
             target = self._accepted
             if self._done_through >= target:
                 return True
             self._force += 1
             self._force_gen += 1
             self._flush_targets.append(target)
-            self._cond.notify()
+            self._wake()
             try:
                 while self._done_through < target:
                     remaining = deadline - time.monotonic()
@@ -275,14 +285,14 @@ class Delivery:
     def shutdown(self, timeout_s: float = 30.0) -> bool:
         """Flush within the deadline, stop the worker, close the sink. Safe to call twice."""
         deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return self._shutdown_ok
             self._closed = True
         ok = self.flush(timeout_s)
-        with self._cond:
+        with self._lock:
             self._stop = True
-            self._cond.notify()
+            self._wake()
         if self._worker.is_alive():
             self._worker.join(max(0.0, deadline - time.monotonic()))
         left = self.stats.pending
@@ -307,7 +317,7 @@ class Delivery:
 
     @property
     def stats(self) -> DeliveryStats:
-        with self._cond:
+        with self._lock:
             return self._counters.snapshot(self._pending - self._released + self._spooled_only)
 
     def _say_once(self, kind: str, level: int, msg: str, *args: Any, exc_info: Any = False) -> None:
@@ -320,20 +330,15 @@ class Delivery:
         next_at: float | None = None
         force_gen = 0
         while True:
-            with self._cond:
+            with self._lock:
                 while not (self._stop or self._intake or self._spool_news or self._force_gen != force_gen):
                     now = time.monotonic()
                     if next_at is not None and next_at <= now:
                         break
-                    self._asleep_until = math.inf if next_at is None else next_at
-                    try:
-                        self._cond.wait(None if next_at is None else next_at - now)
-                    finally:
-                        self._asleep_until = None
+                    self._wait(next_at, now)
                 if self._stop:
                     return
-                items = list(self._intake)
-                self._intake.clear()
+                items, self._intake = self._intake, []
                 self._spool_news = False
                 backlog = self._backlog
                 force = self._force > 0
@@ -346,6 +351,19 @@ class Delivery:
                                "it keeps going (please report this)", self._name, exc_info=True)
                 next_at = time.monotonic() + _ERROR_PAUSE_S
             self._publish()
+
+    def _wait(self, until: float | None, now: float) -> None:
+        """Releases ``_lock`` (held once) until _wake() or ``until`` (monotonic; None: no limit) comes,
+        then takes it again."""
+        self._asleep_until = math.inf if until is None else until
+        self._lock.release()
+        try:
+            woken = self._wakeup.acquire() if until is None else self._wakeup.acquire(True, until - now)
+        finally:
+            self._lock.acquire()
+        if not woken and self._asleep_until is None:
+            self._wakeup.acquire()  # woken just as the wait timed out: take the signal (it is there)
+        self._asleep_until = None
 
     def _due(self, accepted_at: float) -> float:
         """When a batch accepted at ``accepted_at`` is due: after ``linger_s``, rounded up to a grid of
@@ -377,27 +395,30 @@ class Delivery:
         if conv is None:
             conv = self._convs[key] = ConvState(batch.conversation)
         conv.absorb(batch)
-        entry = BatchEntry(rowid)
-        skipped = 0
+        live, sent, pending = self._live, self._sent, conv.pending
+        lingering = bool(pending)  # else its linger starts with this batch
+        held = skipped = 0
         for m in batch.messages:
-            mkey = (key, m.external_message_id)
-            holders = self._live.get(mkey)
-            if mkey in self._sent or holders is not None:
+            mid = m.external_message_id
+            mkey = (key, mid)
+            holders = live.get(mkey)
+            if holders is not None or mkey in sent:
                 # Already sent, or already queued (a client resending its history): first copy wins.
                 skipped += 1
                 if holders is not None and holders[-1] != seq:
                     holders.append(seq)
-                    entry.remaining += 1
+                    held += 1
                 continue
-            self._live[mkey] = [seq]
-            entry.remaining += 1
-            if not conv.pending:
-                conv.due = self._due(accepted_at)
-            conv.pending[m.external_message_id] = m
-        self._counters.skipped += skipped
-        self._released += skipped
-        if entry.remaining:
-            self._batches[seq] = entry
+            live[mkey] = [seq]
+            held += 1
+            pending[mid] = m
+        if not lingering and pending:
+            conv.due = self._due(accepted_at)
+        if skipped:
+            self._counters.skipped += skipped
+            self._released += skipped
+        if held:
+            self._batches[seq] = BatchEntry(rowid, held)
         elif rowid is not None:
             self._unspool.append(rowid)
         self._schedule(conv, force)
@@ -422,18 +443,18 @@ class Delivery:
                 except Exception:
                     self._say_once("spool-corrupt", logging.ERROR, "convotel: a spooled batch cannot be read; "
                                    "dropping it (counted in stats.dropped['spool_corrupt'])", exc_info=True)
-                    with self._cond:
+                    with self._lock:
                         self._spooled_only -= n
                         self._counters.dropped["spool_corrupt"] += n
                     self._ingested += 1  # its sequence number is used up, with nothing left to resolve
                     self._cursor = rowid
                     self._unspool.append(rowid)
                     continue
-                with self._cond:
+                with self._lock:
                     self._spooled_only -= n
                     self._pending += n
                 self._ingest(batch, rowid, now, force)
-            with self._cond:
+            with self._lock:
                 if self._cursor >= self._last_rowid:  # caught up: submit() may use memory again
                     self._backlog = False
                     return
@@ -458,17 +479,20 @@ class Delivery:
             del self._convs[conv.key]
 
     def _run_due(self, force: bool) -> None:
+        timers = self._timers
         now = time.monotonic()
+        if not timers or timers[0][0] > now:
+            return  # woken for new batches only
         due: list[ConvState] = []
-        while self._timers and self._timers[0][0] <= now:
-            _, _, key, token = heapq.heappop(self._timers)
+        while timers and timers[0][0] <= now:
+            _, _, key, token = heapq.heappop(timers)
             conv = self._convs.get(key)
             if conv is not None and conv.token == token:
                 conv.scheduled_at = None
                 due.append(conv)
         sending: list[ConvState] = []
         for conv in due:
-            if self._advance(conv, force):
+            if self._advance(conv, now, force):
                 sending.append(conv)
             else:
                 self._schedule(conv, force)
@@ -481,9 +505,8 @@ class Delivery:
             for conv in group:
                 self._schedule(conv, force)
 
-    def _advance(self, conv: ConvState, force: bool) -> bool:
+    def _advance(self, conv: ConvState, now: float, force: bool) -> bool:
         """Plans what the conversation has to send; whether its next request should leave now."""
-        now = time.monotonic()
         if conv.outbox:
             return now >= conv.retry_at
         ready = (force or conv.recheck or (conv.pending and now >= conv.due)
@@ -496,12 +519,12 @@ class Delivery:
 
     def _plan(self, conv: ConvState, now: float, force: bool) -> None:
         pending = conv.pending
-        if not conv.held and all(m.parent_external_message_id is None or m.parent_external_message_id in pending
-                                 for m in pending.values()):
-            # Nothing held and every parent is in this request (or there is none): nothing waits.
+        if not conv.held and self._parents_known(conv):
+            # Nothing held and every parent is in this request or sent (or there is none): nothing waits.
             conv.pending = {}
             send, wait, orphans = list(pending.values()), [], []
             since: dict[str, float] = {}
+            by_id: dict[str, Message] | None = pending  # what is sent, by id
         else:
             since = {mid: first_seen for mid, (_, first_seen) in conv.held.items()}
             candidates = [m for m, _ in conv.held.values()] + list(pending.values())
@@ -510,6 +533,7 @@ class Delivery:
                 candidates, since, now=now, hold_s=self._hold_s, release_all=force,
                 is_sent=lambda mid: (conv.key, mid) in self._sent,
             )
+            by_id = None
         for m in wait:
             conv.held[m.external_message_id] = (m, since.get(m.external_message_id, now))
         for m in orphans:
@@ -517,7 +541,8 @@ class Delivery:
                          m.external_message_id, conv.key, m.parent_external_message_id)
         if not send:
             return
-        plan = split(conv.request([]), causal_order(send), max_bytes=self._max_bytes, max_count=self._max_count)
+        envelope = ConversationBatch(conv.conversation, [], conv.model, conv.system_prompt, conv.properties)
+        plan = split(envelope, causal_order(send, by_id), max_bytes=self._max_bytes, max_count=self._max_count)
         for m, size in plan.too_large:
             logger.error("convotel: message %s of conversation %s is %d bytes as a request, over the %s limit of "
                          "%d; it cannot be delivered and was dropped (shorten its content or properties)",
@@ -527,12 +552,22 @@ class Delivery:
             logger.error("convotel: message %s of conversation %s cannot be encoded as JSON (%s); dropped",
                          m.external_message_id, conv.key, exc)
             self._drop(conv, [m], "unencodable")
-        conv.outbox.extend(conv.request(chunk, data) for chunk, data in zip(plan.requests, plan.encoded, strict=True))
+        for i, chunk in enumerate(plan.requests):
+            conv.outbox.append(conv.request(chunk, plan.encoded[i], plan.envelope_json))
+
+    def _parents_known(self, conv: ConvState) -> bool:
+        """Whether each pending message's parent, if it has one, is pending too or already sent."""
+        pending, sent, key = conv.pending, self._sent, conv.key
+        for m in pending.values():
+            parent = m.parent_external_message_id
+            if parent is not None and parent not in pending and (key, parent) not in sent:
+                return False
+        return True
 
     def _send_heads(self, convs: list[ConvState]) -> None:
         """Sends the first request of each conversation and settles each by its outcome."""
         requests = [conv.outbox[0] for conv in convs]
-        send_many = getattr(self._sink, "send_many", None) if len(requests) > 1 else None
+        send_many = getattr(self._sink, "send_many", None)
         outcomes: list[Any]
         if send_many is not None:
             try:
@@ -548,8 +583,8 @@ class Delivery:
                     outcomes.append(self._sink.send(request))
                 except Exception as exc:
                     outcomes.append(exc)
-        for conv, request, outcome in zip(convs, requests, outcomes, strict=True):
-            self._settle(conv, request, outcome)
+        for i, conv in enumerate(convs):  # as many outcomes: checked above
+            self._settle(conv, requests[i], outcomes[i])
         self._publish()
 
     def _settle(self, conv: ConvState, request: ConversationBatch, outcome: Any) -> None:
@@ -559,7 +594,7 @@ class Delivery:
         statuses = getattr(outcome, "statuses", None)
         conv.outbox.popleft()
         conv.attempts = 0
-        if not isinstance(statuses, Mapping):
+        if type(statuses) is not dict and not isinstance(statuses, Mapping):  # the exact test first: cheaper
             self._drop(conv, request.messages, "sink_error")
             problem = outcome if isinstance(outcome, BaseException) else TypeError(
                 f"the sink returned {type(outcome).__name__}, not a SendResult with a statuses mapping")
@@ -567,15 +602,16 @@ class Delivery:
                            "batch (counted in stats.dropped['sink_error'])", self._name,
                            exc_info=(type(problem), problem, problem.__traceback__))
             return
+        ids = [m.external_message_id for m in request.messages]
+        deduplicated = list(map(statuses.get, ids)).count("deduplicated")
         counters = self._counters
         counters.requests += 1
-        for m in request.messages:
-            if statuses.get(m.external_message_id) == "deduplicated":
-                counters.deduplicated += 1
-            else:
-                counters.delivered += 1
-            self._mark_sent((conv.key, m.external_message_id))
-            self._resolve(conv.key, m.external_message_id)
+        counters.deduplicated += deduplicated
+        counters.delivered += len(ids) - deduplicated
+        key = conv.key
+        keys = [(key, mid) for mid in ids]
+        self._mark_sent(keys)
+        self._resolve(keys)
         if conv.held:
             conv.recheck = True
 
@@ -583,7 +619,7 @@ class Delivery:
         messages = request.messages
         for waiting in conv.outbox:  # the bytes are for a prompt send; a retry encodes again
             if isinstance(waiting, PlannedRequest):
-                waiting.message_json = None
+                waiting.message_json = waiting.envelope_json = None
         if err.too_large:
             conv.outbox.popleft()
             if len(messages) > 1:
@@ -627,43 +663,60 @@ class Delivery:
 
     def _drop(self, conv: ConvState, messages: list[Message], reason: str, *, keep_row: bool = False) -> None:
         self._counters.dropped[reason] += len(messages)
-        for m in messages:
-            self._resolve(conv.key, m.external_message_id, keep_row=keep_row)
+        key = conv.key
+        self._resolve([(key, m.external_message_id) for m in messages], keep_row=keep_row)
 
-    def _mark_sent(self, mkey: tuple[str, str]) -> None:
-        self._sent[mkey] = None
-        self._sent.move_to_end(mkey)
-        if len(self._sent) > self._sent_capacity:
-            self._sent.popitem(last=False)
+    def _mark_sent(self, keys: list[tuple[str, str]]) -> None:
+        sent = self._sent
+        for mkey in keys:
+            sent[mkey] = None
+            sent.move_to_end(mkey)
+        while len(sent) > self._sent_capacity:  # the oldest go (as if evicted one per insert)
+            sent.popitem(last=False)
 
-    def _resolve(self, key: str, mid: str, *, keep_row: bool = False) -> None:
-        holders = self._live.pop((key, mid), None)
-        if holders is None:
-            return
-        self._released += 1
-        for seq in holders:
-            entry = self._batches[seq]
-            entry.remaining -= 1
-            entry.keep_row = entry.keep_row or keep_row
-            if not entry.remaining:
-                del self._batches[seq]
-                if entry.rowid is not None and not entry.keep_row:
-                    self._unspool.append(entry.rowid)
+    def _resolve(self, keys: list[tuple[str, str]], *, keep_row: bool = False) -> None:
+        """Marks these (conversation, message id) as resolved in every batch holding them."""
+        live, batches = self._live, self._batches
+        released = 0
+        for mkey in keys:
+            holders = live.pop(mkey, None)
+            if holders is None:
+                continue
+            released += 1
+            for seq in holders:
+                entry = batches[seq]
+                entry.remaining -= 1
+                if keep_row:
+                    entry.keep_row = True
+                if not entry.remaining:
+                    del batches[seq]
+                    if entry.rowid is not None and not entry.keep_row:
+                        self._unspool.append(entry.rowid)
+        self._released += released
 
     def _publish(self) -> None:
         """Forget delivered spool rows, then tell submit() and flush() about progress."""
-        rows, self._unspool = self._unspool, []
-        if rows and self._spool is not None:
-            try:
-                self._spool.delete(rows)
-            except Exception:
-                self._say_once("spool-delete", logging.WARNING, "convotel: cannot delete delivered batches from "
-                               "the spool; they will be re-sent (and deduplicated) after a restart", exc_info=True)
-        with self._cond:
+        if self._unspool:
+            rows, self._unspool = self._unspool, []
+            if self._spool is not None:
+                try:
+                    self._spool.delete(rows)
+                except Exception:
+                    self._say_once("spool-delete", logging.WARNING, "convotel: cannot delete delivered batches "
+                                   "from the spool; they will be re-sent (and deduplicated) after a restart",
+                                   exc_info=True)
+        # Only this thread writes what is published: nothing new, no lock.
+        if not self._released and self._ingested == self._published_ingested:
+            return  # nothing ingested or resolved since the last time
+        self._published_ingested = self._ingested
+        oldest = next(iter(self._batches), None)
+        done_through = self._ingested if oldest is None else oldest - 1
+        if not self._released and done_through == self._done_through:
+            return
+        with self._lock:
             self._pending -= self._released
             self._released = 0
-            oldest = next(iter(self._batches), None)
-            self._done_through = self._ingested if oldest is None else oldest - 1
+            self._done_through = done_through
             # Only flush() waits for progress: wake it when what it waits for is done, not per request.
             if self._flush_targets and self._done_through >= min(self._flush_targets):
                 self._progress.notify_all()

@@ -11,12 +11,19 @@ from convotel.messages import ConversationBatch, Message
 
 #: Bytes kept free below ``max_request_bytes`` for envelope fields the sink adds (e.g. ``productId``).
 SINK_HEADROOM_BYTES = 256
+_CREATED_AT = attrgetter("created_at_ns")
 
 
-def causal_order(messages: Iterable[Message]) -> list[Message]:
-    """Sort by ``created_at_ns`` (stable), then move each parent just ahead of its first child."""
-    ordered = sorted(messages, key=attrgetter("created_at_ns"))
-    by_id = {m.external_message_id: m for m in ordered}
+def causal_order(messages: Iterable[Message], by_id: Mapping[str, Message] | None = None) -> list[Message]:
+    """Sort by ``created_at_ns`` (stable), then move each parent just ahead of its first child.
+
+    ``by_id``: the same messages by id, when the caller has them that way.
+    """
+    ordered = sorted(messages, key=_CREATED_AT)
+    if by_id is None:
+        by_id = {m.external_message_id: m for m in ordered}
+    if len(by_id) == len(ordered) and _parents_first(ordered, by_id):
+        return ordered  # the usual case: a parent is older than its children; nothing moves
     out: list[Message] = []
     placed: set[str] = set()
     for message in ordered:
@@ -34,6 +41,17 @@ def causal_order(messages: Iterable[Message]) -> list[Message]:
             placed.add(m.external_message_id)
             out.append(m)
     return out
+
+
+def _parents_first(ordered: list[Message], by_id: Mapping[str, Message]) -> bool:
+    """Whether each message's parent, when among the (distinct) messages, comes before it."""
+    seen: set[str] = set()
+    for m in ordered:
+        parent = m.parent_external_message_id
+        if parent is not None and parent not in seen and parent in by_id:
+            return False
+        seen.add(m.external_message_id)
+    return True
 
 
 def hold_orphans(
@@ -81,9 +99,12 @@ def hold_orphans(
 @dataclass(slots=True)
 class Split:
     requests: list[list[Message]] = field(default_factory=list)
-    #: Each request's messages as encoded for sizing (``wire.dumps(m.to_wire())``), so a sink can
-    #: build the body from them instead of encoding every message again.
-    encoded: list[list[bytes]] = field(default_factory=list)
+    #: Each request's messages as encoded for sizing (``wire.dumps(m.to_wire())`` of each, joined
+    #: with commas: what goes between the brackets of ``"messages":[]``), so a sink can build the
+    #: body from them instead of encoding every message again.
+    encoded: list[bytes] = field(default_factory=list)
+    #: ``wire.dumps`` of the envelope with ``"messages":[]``, which every request shares.
+    envelope_json: bytes = b""
     too_large: list[tuple[Message, int]] = field(default_factory=list)  # (message, request size alone)
     unencodable: list[tuple[Message, Exception]] = field(default_factory=list)
 
@@ -94,9 +115,24 @@ def split(envelope: ConversationBatch, messages: list[Message], *, max_bytes: in
     Sizes are exact for compact JSON: body = envelope with ``"messages":[]`` + messages + commas.
     """
     budget = max_bytes - SINK_HEADROOM_BYTES
-    empty = ConversationBatch(envelope.conversation, [], envelope.model, envelope.system_prompt, envelope.properties)
-    base = len(dumps(empty.to_wire()))
-    result = Split()
+    if envelope.messages:
+        envelope = ConversationBatch(envelope.conversation, [], envelope.model, envelope.system_prompt,
+                                     envelope.properties)
+    head = dumps(envelope.to_wire())
+    base = len(head)
+    result = Split(envelope_json=head)
+    if messages and len(messages) <= max_count:
+        # Usually all of them fit in one request: one encoding of the list (its elements are
+        # byte for byte the messages' own encodings) instead of one per message.
+        try:
+            data = dumps([m.to_wire() for m in messages])
+        except Exception:  # noqa: BLE001 - one of them cannot be encoded: found one by one below
+            pass
+        else:
+            if base + len(data) - 2 <= budget:
+                result.requests.append(list(messages))
+                result.encoded.append(data[1:-1])
+                return result
     current: list[Message] = []
     encoded: list[bytes] = []
     size = base
@@ -112,12 +148,12 @@ def split(envelope: ConversationBatch, messages: list[Message], *, max_bytes: in
             continue
         if current and (size + 1 + own > budget or len(current) >= max_count):
             result.requests.append(current)
-            result.encoded.append(encoded)
+            result.encoded.append(b",".join(encoded))
             current, encoded, size = [], [], base
         size += own + (1 if current else 0)
         current.append(m)
         encoded.append(data)
     if current:
         result.requests.append(current)
-        result.encoded.append(encoded)
+        result.encoded.append(b",".join(encoded))
     return result

@@ -9,17 +9,20 @@ from convotel.messages import Conversation, ConversationBatch, Message
 
 
 class PlannedRequest(ConversationBatch):
-    """A request as delivery planned it: also carries its messages encoded as they were sized
-    (``message_json``), for a sink that builds its body from them; ``None`` once dropped (after a
-    failed attempt, so that requests waiting out an outage do not hold their bytes twice)."""
+    """A request as delivery planned it: also carries its encoding as it was sized (see
+    :class:`~convotel.delivery.plan.Split`): ``message_json``, its messages, and ``envelope_json``,
+    the rest with ``"messages":[]``, for a sink that builds its body from them; ``None`` once
+    dropped (after a failed attempt, so that requests waiting out an outage do not hold their bytes
+    twice)."""
 
-    __slots__ = ("message_json",)
+    __slots__ = ("message_json", "envelope_json")
 
     def __init__(self, conversation: Conversation, messages: list[Message], model: str | None,
                  system_prompt: str | dict[str, Any] | None, properties: dict[str, Any] | None,
-                 message_json: list[bytes] | None) -> None:
+                 message_json: bytes | None, envelope_json: bytes | None = None) -> None:
         super().__init__(conversation, messages, model, system_prompt, properties)
         self.message_json = message_json
+        self.envelope_json = envelope_json
 
 
 class BatchEntry:
@@ -27,8 +30,8 @@ class BatchEntry:
 
     __slots__ = ("remaining", "rowid", "keep_row")
 
-    def __init__(self, rowid: int | None) -> None:
-        self.remaining = 0
+    def __init__(self, rowid: int | None, remaining: int) -> None:
+        self.remaining = remaining
         self.rowid = rowid
         self.keep_row = False  # gave up on a message without a verdict: leave it for the next start
 
@@ -65,9 +68,10 @@ class ConvState:
         if batch.properties is not None:
             self.properties = batch.properties
 
-    def request(self, messages: list[Message], message_json: list[bytes] | None = None) -> PlannedRequest:
+    def request(self, messages: list[Message], message_json: bytes | None = None,
+                envelope_json: bytes | None = None) -> PlannedRequest:
         return PlannedRequest(self.conversation, messages, self.model, self.system_prompt, self.properties,
-                              message_json)
+                              message_json, envelope_json)
 
     def hold_expiry(self, hold_s: float) -> float:
         return min(since for _, since in self.held.values()) + hold_s

@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolCall:
     id: str | None
     name: str
     arguments: Any = None  # parsed JSON, the raw string, or None when content is not captured
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatMessage:
     role: str
     text: str | None = None
@@ -50,14 +50,22 @@ class ChatMessage:
         return f"{self.role}\x1f{(self.text or '').strip()}\x1f{calls}\x1f{self.tool_call_id or ''}"
 
 
+#: What a JSON text can start with: other strings (a tool's plain-text result, say) are not
+#: handed to the parser, whose failure (an exception) costs more than the parse.
+_JSON_STARTS = frozenset('{["-0123456789tfn \t\r\n')
+
+
 def load_json(value: Any) -> Any:
     """Decode a JSON string attribute; structured values pass through; garbage gives None."""
-    if isinstance(value, (str, bytes)):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
+    if isinstance(value, str):
+        if not value or value[0] not in _JSON_STARTS:
             return None
-    return value
+    elif not isinstance(value, bytes):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _join(texts: list[str]) -> str | None:
@@ -95,41 +103,27 @@ def _from_parts(role: str, parts: list[Any], finish_reason: str | None) -> ChatM
     response_id: str | None = None
     response: Any = None
     for part in parts:
-        if not isinstance(part, Mapping):
+        if type(part) is not dict and not isinstance(part, Mapping):
             continue
         kind = part.get("type")
         if kind == "text":
             text_withheld = text_withheld or "content" not in part
             content = part.get("content")
-            if isinstance(content, str):
+            if content and isinstance(content, str):
                 texts.append(content)
         elif kind == "reasoning":
             reasoning_withheld = reasoning_withheld or "content" not in part
             content = part.get("content")
-            if isinstance(content, str):
+            if content and isinstance(content, str):
                 reasoning.append(content)
         elif kind == "tool_call":
-            calls.append(
-                ToolCall(
-                    id=part.get("id") or None,
-                    name=str(part.get("name") or "unknown_tool"),
-                    arguments=_parse_arguments(part.get("arguments")),
-                )
-            )
+            calls.append(ToolCall(part.get("id") or None, str(part.get("name") or "unknown_tool"),
+                                  _parse_arguments(part.get("arguments"))))
         elif kind == "tool_call_response":
             response_id = part.get("id") or None
             response = part.get("response")
-    return ChatMessage(
-        role=role,
-        text=_join([t for t in texts if t]),
-        reasoning=_join([r for r in reasoning if r]),
-        text_withheld=text_withheld,
-        reasoning_withheld=reasoning_withheld,
-        tool_calls=tuple(calls),
-        tool_call_id=response_id,
-        tool_response=response,
-        finish_reason=finish_reason,
-    )
+    return ChatMessage(role, _join(texts), _join(reasoning), tuple(calls), response_id, response, finish_reason,
+                       text_withheld, reasoning_withheld)
 
 
 def _from_openai_shape(raw: Mapping[str, Any], role: str) -> ChatMessage:
@@ -157,7 +151,7 @@ def parse_messages(value: Any) -> list[ChatMessage]:
         return []
     messages: list[ChatMessage] = []
     for raw in decoded:
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             continue
         role = str(raw.get("role") or "user")
         parts = raw.get("parts")

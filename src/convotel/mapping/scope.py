@@ -23,7 +23,7 @@ class MappingOptions:
     verbose: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpanScope:
     record: SpanRecord
     conversation: Conversation

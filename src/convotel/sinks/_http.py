@@ -44,6 +44,7 @@ _MAX_HEAD = 64 * 1024  # status line + headers
 _RECV = 65536
 _PIPELINE_BYTES = 1 << 20  # a pipelined write holds at most this much (or one request, however large)
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+_WS = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
 
 
 class TransportError(Exception):
@@ -58,7 +59,7 @@ class InvalidURL(ValueError):
     """The base URL is not an absolute http(s) URL."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per request, and frozen costs a setattr call per field
 class Answer:
     status: int
     headers: dict[str, str]  # lowercased names
@@ -79,14 +80,17 @@ class _Protocol(Exception):
 
 
 class _Headers:
-    """The request's header block, cached while the caller passes equal headers; it holds the
-    API key, so its repr does not show it."""
+    """A request's bytes before its ``Content-Length`` value (``head``) and from there up to the body
+    (``tail``), cached while the caller passes the same path and equal headers; they hold the API
+    key, so its repr does not show them."""
 
-    __slots__ = ("source", "block")
+    __slots__ = ("path", "source", "head", "tail")
 
-    def __init__(self, source: dict[str, str], block: bytes) -> None:
+    def __init__(self, path: str, source: dict[str, str], head: bytes, tail: bytes) -> None:
+        self.path = path
         self.source = source
-        self.block = block
+        self.head = head
+        self.tail = tail
 
     def __repr__(self) -> str:
         return "<headers ***>"
@@ -103,7 +107,8 @@ def _header_block(headers: dict[str, str]) -> bytes:
 
 
 class _Reader:
-    """Buffered reads of one answer from a socket."""
+    """Buffered reads of answers from a socket (one per connection: a connection kept open has
+    nothing left unread between exchanges)."""
 
     __slots__ = ("sock", "buf", "got_any")
 
@@ -167,27 +172,16 @@ def _read_answer(reader: _Reader, *, more_expected: bool = False) -> tuple[Answe
                 raise _Protocol("connection closed mid-answer")
             buf = reader.buf
         head, reader.buf = buf[:end], buf[end + 4:]
-        lines = head.lstrip(b"\r\n").split(b"\r\n")  # empty lines before a status line are ignored
-        if lines[0] == b"":
+        # Empty lines before a status line are ignored.
+        status_line, _, fields = head.lstrip(b"\r\n").partition(b"\r\n")
+        if not status_line:
             continue
-        version, _, rest = lines[0].partition(b" ")
+        version, _, rest = status_line.partition(b" ")
         code = rest[:3]
         if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise _Protocol(f"bad status line {lines[0][:40]!r}")
+            raise _Protocol(f"bad status line {status_line[:40]!r}")
         status = int(code)
-        headers: dict[str, str] = {}
-        last = ""
-        for raw in lines[1:]:
-            if raw[:1] in (b" ", b"\t") and last:  # obsolete line folding
-                headers[last] += " " + raw.strip().decode("latin-1")
-                continue
-            name, sep, value = raw.partition(b":")
-            if not sep:
-                raise _Protocol("malformed header line")
-            last = name.strip().decode("latin-1").lower()
-            text = value.strip().decode("latin-1")
-            # Repeated fields combine as the RFC says (the last one alone for a length: see below).
-            headers[last] = f"{headers[last]}, {text}" if last in headers and last != "content-length" else text
+        headers = _fields(fields.decode("latin-1")) if fields else {}
         if 100 <= status < 200:
             continue  # 100 Continue, 103 Early Hints: the real answer follows
         connection = headers.get("connection", "").lower()
@@ -210,6 +204,27 @@ def _read_answer(reader: _Reader, *, more_expected: bool = False) -> tuple[Answe
         if reader.buf and not more_expected:  # bytes past the answer: nothing we asked for; do not reuse the connection
             close = True
         return Answer(status, headers, body), close
+
+
+def _fields(text: str) -> dict[str, str]:
+    """Header fields by lowercased name, from their lines decoded as latin-1 (a character per byte);
+    values stripped of ASCII whitespace only, as bytes would be."""
+    headers: dict[str, str] = {}
+    last = ""
+    for raw in text.split("\r\n"):
+        if raw[:1] in (" ", "\t") and last:  # obsolete line folding
+            headers[last] += " " + raw.strip(_WS)
+            continue
+        name, sep, value = raw.partition(":")
+        if not sep:
+            raise _Protocol("malformed header line")
+        last = name.strip(_WS).lower()
+        value = value.strip(_WS)
+        # Repeated fields combine as the RFC says (the last one alone for a length: see _read_answer).
+        if last in headers and last != "content-length":
+            value = f"{headers[last]}, {value}"
+        headers[last] = value
+    return headers
 
 
 def _read_chunked(reader: _Reader) -> bytes:
@@ -253,6 +268,7 @@ class KeepAliveClient:
         self._timeout_s = timeout_s
         self._connect_timeout_s = min(timeout_s, connect_timeout_s or 5.0)
         self._sock: socket.socket | None = None
+        self._reader: _Reader | None = None  # the connection's
         self._ssl_context: ssl.SSLContext | None = None
         self._headers: _Headers | None = None
         self.pipeline_depth = max(1, pipeline_depth)
@@ -297,12 +313,13 @@ class KeepAliveClient:
         """POST each body to ``path``, pipelined; an :class:`Answer` or a :class:`TransportError` per body,
         in order."""
         cached = self._headers
-        if cached is None or cached.source != headers:
-            cached = self._headers = _Headers(dict(headers), _header_block(headers))
-        start_line = f"POST {self.path_prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n" \
-                     "Accept-Encoding: identity\r\nContent-Length: "
-        tail = b"\r\n" + cached.block + b"\r\n"
-        requests = [(start_line + str(len(body))).encode("latin-1") + tail + body for body in bodies]
+        if cached is None or cached.path != path or cached.source != headers:
+            head = f"POST {self.path_prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n" \
+                   "Accept-Encoding: identity\r\nContent-Length: "
+            cached = self._headers = _Headers(path, dict(headers), head.encode("latin-1"),
+                                              b"\r\n" + _header_block(headers) + b"\r\n")
+        head, tail = cached.head, cached.tail
+        requests = [b"%b%d%b%b" % (head, len(body), tail, body) for body in bodies]
         outcomes: list[Answer | TransportError] = []
         while len(outcomes) < len(requests):
             outcomes += self._send_window(self._window(requests, len(outcomes)))
@@ -345,13 +362,14 @@ class KeepAliveClient:
         """Writes the requests, reads their answers in order; stops early at a ``close``. A failure
         leaves the connection closed and comes back with the answers read before it."""
         answers: list[Answer] = []
-        reader = None
+        reader: _Reader | None = None
         try:
-            if self._sock is None:
+            if self._sock is None or self._reader is None:
                 self._sock = self._connect()
-            sock = self._sock
-            sock.sendall(window[0] if len(window) == 1 else b"".join(window))
-            reader = _Reader(sock)
+                self._reader = _Reader(self._sock)
+            reader = self._reader
+            reader.got_any = False  # until a byte of an answer came: a failure is _Stale
+            self._sock.sendall(window[0] if len(window) == 1 else b"".join(window))
             final = len(window) - 1
             for index in range(len(window)):
                 reader.got_any = bool(reader.buf)  # _Stale: the server closed before this answer began

@@ -10,7 +10,7 @@ from convotel.messages import ConversationBatch
 MessageStatus = Literal["created", "deduplicated"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request, and frozen costs a setattr call per field
 class SendResult:
     """What the API said about each message, by ``externalMessageId``."""
 
@@ -48,8 +48,8 @@ class Sink(Protocol):
         """Deliver one batch (one conversation) or raise :class:`SinkError`. Never retries itself.
 
         A sink may also offer ``send_many(batches) -> list[SendResult | SinkError]`` (an outcome per
-        batch, in order, raising only for a bug of its own): delivery then hands it the requests of
-        all the conversations that are due together."""
+        batch, in order, raising only for a bug of its own): delivery then sends through it alone,
+        handing it the requests of all the conversations that are due together (or the one)."""
         ...
 
     def close(self) -> None: ...

@@ -92,6 +92,8 @@ class GreenflashSink:
         self.max_request_bytes = max_request_bytes
         self.max_messages_per_request = max_messages_per_request
         self._url = f"{self.base_url}/messages"
+        # What ``to_wire(product_id=...)`` adds after the messages.
+        self._product_json = b',"productId":' + dumps(product_id) if product_id else b""
         try:
             self._client: KeepAliveClient | None = KeepAliveClient(self.base_url, timeout_s=timeout_s,
                                                                    pipeline_depth=pipeline_depth)
@@ -116,7 +118,7 @@ class GreenflashSink:
         headers = {"Authorization": f"Bearer {self._key.value}", "Content-Type": "application/json",
                    "User-Agent": "convotel"}
         answers = self._client.post_many("/messages", [self._body(batch) for batch in batches], headers)
-        return [self._outcome(batch, answer) for batch, answer in zip(batches, answers, strict=True)]
+        return list(map(self._outcome, batches, answers))  # an answer per body
 
     def _outcome(self, batch: ConversationBatch, answer: Answer | TransportError) -> SendResult | SinkError:
         if isinstance(answer, TransportError):
@@ -128,17 +130,20 @@ class GreenflashSink:
         return self._error(answer)
 
     def _body(self, batch: ConversationBatch) -> bytes:
-        """``wire.dumps(batch.to_wire(product_id=...))``; from the messages delivery already encoded
-        when it passes them (``message_json``): the envelope alone is encoded here, and the messages'
-        bytes go in its empty ``"messages":[]`` (its first occurrence: inside a JSON string every
-        quote is escaped), which gives the same bytes."""
-        encoded = getattr(batch, "message_json", None)
-        if encoded is None or len(encoded) != len(batch.messages):
+        """``wire.dumps(batch.to_wire(product_id=...))``; from the encoding delivery sized when it passes
+        it (``message_json``, and ``envelope_json``, else the envelope is encoded here): the messages'
+        bytes go in the envelope's empty ``"messages":[]`` (its first occurrence: inside a JSON string
+        every quote is escaped) and the product id right after it, where ``to_wire`` puts it; which
+        gives the same bytes."""
+        messages = getattr(batch, "message_json", None)
+        if messages is None:
             return dumps(batch.to_wire(product_id=self.product_id))
-        envelope = ConversationBatch(batch.conversation, [], batch.model, batch.system_prompt, batch.properties)
-        head = dumps(envelope.to_wire(product_id=self.product_id))
+        head = getattr(batch, "envelope_json", None)
+        if head is None:
+            head = dumps(ConversationBatch(batch.conversation, [], batch.model, batch.system_prompt,
+                                           batch.properties).to_wire())
         cut = head.index(b'"messages":[]') + 12
-        return b"".join((head[:cut], b",".join(encoded), head[cut:]))
+        return b"".join((head[:cut], messages, b"]", self._product_json, head[cut + 1:]))
 
     def _statuses(self, batch: ConversationBatch, response: Answer) -> dict[str, MessageStatus]:
         said: dict[str, Any] = {}

@@ -33,12 +33,21 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from convotel import semconv
-from convotel.context import ConversationContext, current
-from convotel.instrumentation import capture_content, conversation_attributes, env_flag, json_attr, report_fault
+from convotel.context import Claim, ConversationContext, current, push, release
+from convotel.instrumentation import (
+    capture_content,
+    conversation_attributes,
+    enter_model_call,
+    enter_run,
+    env_flag,
+    json_attr,
+    report_fault,
+)
 from convotel.instrumentation import record_failure as _fail
 
 from . import _messages as msgs
@@ -97,10 +106,16 @@ class _Run:
 
     start_ns = 0
     span: Span | None = None
+    #: the OTel context this run made current (its own span's), reused to start children in
+    ctx: otel_context.Context | None = None
     #: structural message type of this run's span (workflow, task, chain_start) or None
     kind: str | None = None
     graph = False
-    undo: list[scopes.Undo] | None = None
+    #: whether its spans are expected to record: what its trace's first span did, which the samplers
+    #: of the spans inside mostly follow (a parent-based sampler always does)
+    recording = True
+    #: the OTel context it made current and the one that replaced (put back when it ends)
+    entered: tuple[otel_context.Context, otel_context.Context] | None = None
     pending_prompt: tuple[tuple[str, ...], str] | None = None
     prompt_templates: list[tuple[str, list[str]]] | None = None
     inputs: Any = None
@@ -108,6 +123,8 @@ class _Run:
     def __init__(self, parent: _Run | None, name: str) -> None:
         self.parent = parent
         self.name = name
+        #: claims it holds (structural run, model call, conversation), released when it ends
+        self.claims: list[Claim] = []
         if parent is None:
             self.agent: _Run | None = None
             self.struct_id: str | None = None
@@ -122,6 +139,7 @@ class _Run:
             self.struct_id = self.parent_struct = parent.struct_id
             self.conv = parent.conv
             self.capture = parent.capture
+            self.recording = parent.recording
 
     def span_parent(self) -> Span | None:
         run: _Run | None = self
@@ -130,6 +148,17 @@ class _Run:
                 return run.span
             run = run.parent
         return None
+
+
+def _leave(run: _Run) -> None:
+    """Put back what ``run`` made current; safe from any context (claims release, OTel is checked)."""
+    if run.entered is not None:
+        scopes.OTEL.leave(*run.entered)
+        run.entered = None
+    if run.claims:
+        for claim in run.claims:
+            release(claim)
+        run.claims.clear()
 
 
 class CallbackHandler(BaseCallbackHandler):
@@ -158,7 +187,8 @@ class CallbackHandler(BaseCallbackHandler):
         self._tracer = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=tracer_provider)
         self.verbose = env_flag("CONVOTEL_VERBOSE") is True if verbose is None else verbose
         self._capture = capture_content
-        self._runs: dict[UUID, _Run] = {}
+        #: active runs by ``run_id.int``: a UUID hashes in Python code (``UUID.__hash__``), its int in C
+        self._runs: dict[int, _Run] = {}
         self._max_runs = max_active_runs
         self._lock = threading.RLock()
 
@@ -172,17 +202,18 @@ class CallbackHandler(BaseCallbackHandler):
         return len(self._runs)
 
     def _owner(self, run_id: UUID | None) -> _Run | None:
-        return self._runs.get(run_id) if run_id is not None else None
+        return self._runs.get(run_id.int) if run_id is not None else None
 
     def _new_run(self, run_id: UUID, parent: _Run | None, name: str, metadata: Mapping[str, Any] | None) -> _Run:
-        self._materialize(parent)  # if its kind is known, it must exist before its first child
+        if parent is not None and parent.span is None:
+            self._materialize(parent)  # if its kind is known, it must exist before its first child
         run = _Run(parent, name)
         if parent is None:
             run.capture = self._default_capture()
             run.conv = self._conversation(metadata)
         if len(self._runs) >= self._max_runs:
             self._evict()
-        self._runs[run_id] = run
+        self._runs[run_id.int] = run
         return run
 
     def _evict(self) -> None:
@@ -193,9 +224,7 @@ class CallbackHandler(BaseCallbackHandler):
             return
         run = self._runs.pop(oldest, None)
         if run is not None:
-            if run.undo:
-                scopes.undo_all(run.undo)  # safe from any context: claims release, OTel is checked
-                run.undo = None
+            _leave(run)
             if run.span is not None:
                 run.span.end()
 
@@ -214,14 +243,17 @@ class CallbackHandler(BaseCallbackHandler):
         return conversation_attributes(ConversationContext(conv_id, user_id, org_id, properties))
 
     def _push_conversation(self, run: _Run) -> None:
-        """Make the run's conversation current, so other instrumentors' spans inside share it."""
+        """Make the run's conversation current, so other instrumentors' spans inside share it (async
+        runs do not make their spans current: those spans may be in other traces). Without one given,
+        the conversation is the run's trace, which the mapping reads off a span that names none: the
+        run's own spans need not carry it."""
         conv = run.conv
         ctx = current()
         conv_id = conv.get(semconv.CONVERSATION_ID)
         if conv_id is None and run.span is not None:
             trace_id = run.span.get_span_context().trace_id
             if trace_id:
-                conv_id = conv[semconv.CONVERSATION_ID] = format(trace_id, "032x")
+                conv_id = format(trace_id, "032x")
         user_id = conv.get(semconv.USER_ID)
         org_id = conv.get(semconv.ORGANIZATION_ID)
         if ctx is None and conv_id is None and user_id is None and org_id is None:
@@ -229,32 +261,43 @@ class CallbackHandler(BaseCallbackHandler):
         if ctx is not None and (ctx.conversation_id, ctx.user_id, ctx.organization_id) == (conv_id, user_id, org_id):
             return
         merged = ConversationContext(conv_id, user_id, org_id, ctx.properties if ctx is not None else None)
-        self._keep(run, scopes.push_conversation(merged))
+        run.claims.append(push(merged))
 
     @staticmethod
-    def _keep(run: _Run, undo: scopes.Undo) -> None:
-        if run.undo is None:
-            run.undo = [undo]
-        else:
-            run.undo.append(undo)
-
-    def _attach(self, run: _Run, span: Span | None) -> None:
-        """Make ``span`` current for code inside the run (synchronous runs only: see ``_scopes``)."""
-        if span is not None and not scopes.in_event_loop():
-            self._keep(run, scopes.OTEL.enter(trace.set_span_in_context(span)))
+    def _attach(run: _Run, span: Span, current: otel_context.Context) -> None:
+        """Make ``span`` current (in place of ``current``, the current context) for code inside the run;
+        synchronous runs only: see ``_scopes``."""
+        if not scopes.in_event_loop():
+            ctx = trace.set_span_in_context(span, current)
+            if span is run.span:
+                run.ctx = ctx
+            otel_context.attach(ctx)
+            run.entered = (current, ctx)
 
     def _start_span(self, run: _Run, name: str, attrs: dict[str, Any], *, kind: SpanKind = SpanKind.INTERNAL,
-                    start_ns: int | None = None) -> Span:
+                    start_ns: int | None = None, attach: bool = False) -> Span:
+        """Start ``run``'s span under its nearest ancestor's (in the context that ancestor made current
+        when that still is: nothing to build); ``attach`` makes it current (:meth:`_attach`)."""
         if run.parent_struct is not None:
             attrs[semconv.STRUCTURAL_PARENT] = run.parent_struct
         attrs.update(run.conv)
-        parent = run.parent.span_parent() if run.parent is not None else None
-        ctx = trace.set_span_in_context(parent) if parent is not None else None
-        span = self._tracer.start_span(name, context=ctx, kind=kind, attributes=attrs, start_time=start_ns)
+        current = otel_context.get_current()
+        holder = run.parent
+        while holder is not None and holder.span is None:
+            holder = holder.parent
+        if holder is None or holder.ctx is current:
+            parent = current
+        else:
+            parent = trace.set_span_in_context(holder.span, current)  # type: ignore[arg-type]
+        span = self._tracer.start_span(name, context=parent, kind=kind, attributes=attrs, start_time=start_ns)
         run.span = span
+        if holder is None:
+            run.recording = span.is_recording()
+        if attach:
+            self._attach(run, span, current)
         return span
 
-    def _structural_span(self, run: _Run, kind: str, start_ns: int | None = None) -> Span:
+    def _structural_span(self, run: _Run, kind: str, start_ns: int | None = None, attach: bool = False) -> Span:
         run.kind = kind
         attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: kind}
         name = run.name
@@ -264,7 +307,7 @@ class CallbackHandler(BaseCallbackHandler):
             name = f"invoke_agent {name}"
         if run.capture and run.inputs is not None and kind == "chain_start":
             attrs[semconv.INPUT_VALUE] = json_attr(run.inputs)
-        span = self._start_span(run, name, attrs, start_ns=start_ns)
+        span = self._start_span(run, name, attrs, start_ns=start_ns, attach=attach)
         run.struct_id = _hex_span_id(span)
         return span
 
@@ -292,45 +335,46 @@ class CallbackHandler(BaseCallbackHandler):
             elif graph.kind is None:
                 # A top-level run LangGraph did not mark: label it now (announced at its end only).
                 graph.kind = kind
-                graph.span.set_attribute(semconv.MESSAGE_TYPE, kind)
-                graph.span.set_attribute(semconv.OPERATION_NAME, semconv.OP_INVOKE_AGENT)
-                graph.span.set_attribute(semconv.AGENT_NAME, graph.name)
+                graph.span.set_attributes({semconv.MESSAGE_TYPE: kind, semconv.OPERATION_NAME: semconv.OP_INVOKE_AGENT,
+                                           semconv.AGENT_NAME: graph.name})
                 graph.struct_id = _hex_span_id(graph.span)
         self._materialize(graph)
 
     # -- the one way runs start and end ------------------------------------------------------
     def _start(self, where: str, run_id: UUID, parent_run_id: UUID | None, metadata: Mapping[str, Any] | None,
                name: Any, describe: Callable[..., tuple[str, dict[str, Any], SpanKind]], *args: Any) -> None:
-        """Start a model, tool or retriever run: ``describe(run, *args)`` gives its span's name, attributes
-        and kind. The span is current while the run runs; a model call also claims the OpenAI call it makes."""
+        """Start a model, tool or retriever run: ``describe(run, content, *args)`` gives its span's name,
+        attributes (those of its content, the costly ones, only if ``content``) and kind. The span is
+        current while the run runs; a model call also claims the OpenAI call it makes."""
         try:
             run = self._new_run(run_id, self._owner(parent_run_id), str(name), metadata)
-            span_name, attrs, kind = describe(run, *args)
-            span = self._start_span(run, span_name, attrs, kind=kind)
+            span_name, attrs, kind = describe(run, run.recording, *args)
+            span = self._start_span(run, span_name, attrs, kind=kind, attach=True)
+            if not run.recording and span.is_recording():  # a sampler that records what its trace does not
+                span.set_attributes(describe(run, True, *args)[1])
             if kind is SpanKind.CLIENT:
                 # The OpenAI client call this model makes is the same logical event: mark it covered.
-                self._keep(run, scopes.enter_model_call(_hex_span_id(span)))
-            self._attach(run, span)
+                run.claims.append(enter_model_call(_hex_span_id(span)))
         except Exception:
             _report(where)
 
     def _end(self, where: str, run_id: UUID, value: Any, record: Callable[[_Run, Span, Any], None], *,
              remember_prompt: bool = False) -> None:
         """End a run: put back what it made current, ``record(run, span, value)`` on its (recording) span,
-        end the span. A chain whose kind became known late gets its span now."""
+        end the span."""
         try:
-            run = self._runs.pop(run_id, None)
+            run = self._runs.pop(run_id.int, None)
             if run is None:
                 return
-            if run.undo:
-                scopes.undo_all(run.undo)
-                run.undo = None
+            _leave(run)
             if remember_prompt and run.prompt_templates is not None and run.parent is not None:
                 self._remember_prompt(run, value)
-            self._materialize(run)
             span = run.span
             if span is None:
-                return
+                self._materialize(run)  # a chain whose kind became known late gets its span now
+                span = run.span
+                if span is None:
+                    return
             if span.is_recording():
                 record(run, span, value)
             span.end()
@@ -367,17 +411,16 @@ class CallbackHandler(BaseCallbackHandler):
             if graph or name == "AgentExecutor":
                 run.graph = graph
                 run.agent = run
-                self._structural_span(run, "workflow")
+                self._structural_span(run, "workflow", attach=True)
             elif self.verbose:
                 if run.capture:
                     run.inputs = inputs
-                self._structural_span(run, "chain_start")
+                self._structural_span(run, "chain_start", attach=True)
             else:
-                self._start_span(run, name, {})
+                self._start_span(run, name, {}, attach=True)
             self._push_conversation(run)
             if run.kind is not None:
-                self._keep(run, scopes.enter_run(run.struct_id))  # type: ignore[arg-type]
-            self._attach(run, run.span)
+                run.claims.append(enter_run(run.struct_id))  # type: ignore[arg-type]
             return
         if name == "AgentExecutor":
             kind = "task" if run.agent is not None else "workflow"
@@ -396,8 +439,10 @@ class CallbackHandler(BaseCallbackHandler):
         if node:
             # Code inside the node (an OpenAI call, a store access) threads under the node's run.
             if run.struct_id is not None:
-                self._keep(run, scopes.enter_run(run.struct_id))
-            self._attach(run, run.span_parent())
+                run.claims.append(enter_run(run.struct_id))
+            span = run.span_parent()
+            if span is not None:
+                self._attach(run, span, otel_context.get_current())
 
     def _remember_prompt(self, run: _Run, outputs: Any) -> None:
         """A ``ChatPromptTemplate`` ran: its parent keeps the rendered system texts and the
@@ -550,26 +595,27 @@ def _model_span_name(attrs: Mapping[str, Any]) -> str:
     return f"{operation} {model}" if model else operation
 
 
-def _chat_span(run: _Run, messages: list[list[Any]], metadata: Mapping[str, Any] | None,
+def _chat_span(run: _Run, content: bool, messages: list[list[Any]], metadata: Mapping[str, Any] | None,
                kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any], SpanKind]:
-    history = messages[0] if messages else []
     attrs = _model_attributes(semconv.OP_CHAT, metadata, kwargs)
-    system, system_texts, entries = msgs.input_messages(history, run.capture)
-    attrs[semconv.INPUT_MESSAGES] = json_attr(entries)
-    if system is not None:
-        attrs[semconv.SYSTEM_INSTRUCTIONS] = json_attr(system)
-        prompt = _prompt_for(run, tuple(system_texts)) if run.capture else None
-        if prompt is not None:
-            attrs[semconv.SYSTEM_PROMPT] = prompt
+    if content:
+        system, system_texts, entries = msgs.input_messages(messages[0] if messages else [], run.capture)
+        attrs[semconv.INPUT_MESSAGES] = json_attr(entries)
+        if system is not None:
+            attrs[semconv.SYSTEM_INSTRUCTIONS] = json_attr(system)
+            prompt = _prompt_for(run, tuple(system_texts)) if run.capture else None
+            if prompt is not None:
+                attrs[semconv.SYSTEM_PROMPT] = prompt
     return _model_span_name(attrs), attrs, SpanKind.CLIENT
 
 
-def _completion_span(run: _Run, prompts: list[str], metadata: Mapping[str, Any] | None,
+def _completion_span(run: _Run, content: bool, prompts: list[str], metadata: Mapping[str, Any] | None,
                      kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any], SpanKind]:
     attrs = _model_attributes(semconv.OP_TEXT_COMPLETION, metadata, kwargs)
-    text = prompts[0] if prompts else ""
-    part = {"type": "text", "content": text} if run.capture else {"type": "text"}
-    attrs[semconv.INPUT_MESSAGES] = json_attr([{"role": "user", "parts": [part]}])
+    if content:
+        text = prompts[0] if prompts else ""
+        part = {"type": "text", "content": text} if run.capture else {"type": "text"}
+        attrs[semconv.INPUT_MESSAGES] = json_attr([{"role": "user", "parts": [part]}])
     return _model_span_name(attrs), attrs, SpanKind.CLIENT
 
 
@@ -586,12 +632,12 @@ def _prompt_for(run: _Run, system_texts: tuple[str, ...]) -> str | None:
     return None
 
 
-def _tool_span(run: _Run, serialized: Any, input_str: str, inputs: Any,
+def _tool_span(run: _Run, content: bool, serialized: Any, input_str: str, inputs: Any,
                call_id: Any) -> tuple[str, dict[str, Any], SpanKind]:
     attrs: dict[str, Any] = {semconv.OPERATION_NAME: semconv.OP_EXECUTE_TOOL, semconv.TOOL_NAME: run.name}
     if isinstance(call_id, str) and call_id:
         attrs[semconv.TOOL_CALL_ID] = call_id
-    if run.capture:
+    if content and run.capture:
         attrs[semconv.TOOL_CALL_ARGUMENTS] = json_attr(inputs if inputs is not None else input_str)
         description = (serialized or {}).get("description")
         if isinstance(description, str) and description:
@@ -599,9 +645,9 @@ def _tool_span(run: _Run, serialized: Any, input_str: str, inputs: Any,
     return f"execute_tool {run.name}", attrs, SpanKind.INTERNAL
 
 
-def _retriever_span(run: _Run, query: str) -> tuple[str, dict[str, Any], SpanKind]:
+def _retriever_span(run: _Run, content: bool, query: str) -> tuple[str, dict[str, Any], SpanKind]:
     attrs: dict[str, Any] = {semconv.MESSAGE_TYPE: "retrieval"}
-    if run.capture:
+    if content and run.capture:
         attrs[semconv.INPUT_VALUE] = json_attr({"query": query})
     return run.name, attrs, SpanKind.INTERNAL
 
@@ -629,9 +675,14 @@ def _response(run: _Run, span: Span, response: Any) -> None:
     attrs: dict[str, Any] = {}
     first = None
     if choices:
-        outputs = [msgs.output_message(g, capture) for g in choices]
+        outputs = []
+        reasons = []
+        for generation in choices:
+            output = msgs.output_message(generation, capture)
+            outputs.append(output)
+            if output.get("finish_reason"):
+                reasons.append(output["finish_reason"])
         attrs[semconv.OUTPUT_MESSAGES] = json_attr(outputs)
-        reasons = [o["finish_reason"] for o in outputs if o.get("finish_reason")]
         if reasons:
             attrs[semconv.RESPONSE_FINISH_REASONS] = reasons
         agent = run.agent

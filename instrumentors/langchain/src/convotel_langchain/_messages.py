@@ -17,6 +17,10 @@ from typing import Any
 from convotel.instrumentation import json_attr
 from convotel.message_parts import blob_part, content_text, image_part, join_text, text_part
 
+#: ``isinstance(x, _MAPPING)`` is ``isinstance(x, Mapping)``, but a plain dict (what LangChain
+#: hands over) matches ``dict`` without the ABC's Python-level check
+_MAPPING = (dict, Mapping)
+
 _ROLES = {
     "human": "user",
     "ai": "assistant",
@@ -69,8 +73,10 @@ def content_parts(content: Any, capture: bool, *, with_reasoning: bool = False) 
     """Parts of a message's ``content`` (a string or a list of content blocks)."""
     if content is None:
         return []
-    if isinstance(content, str):
-        return [text_part(content, capture)] if content else []
+    if isinstance(content, str):  # the usual message: ``text_part`` inlined, this runs per message per call
+        if not content:
+            return []
+        return [{"type": "text", "content": content} if capture else {"type": "text"}]
     if not isinstance(content, (list, tuple)):
         return [text_part(content, capture)]
     parts: list[dict[str, Any]] = []
@@ -79,7 +85,7 @@ def content_parts(content: Any, capture: bool, *, with_reasoning: bool = False) 
             if block:
                 parts.append(text_part(block, capture))
             continue
-        if not isinstance(block, Mapping):
+        if not isinstance(block, _MAPPING):
             continue
         kind = block.get("type")
         if kind == "text":
@@ -98,11 +104,14 @@ def content_parts(content: Any, capture: bool, *, with_reasoning: bool = False) 
 
 def assistant_parts(message: Any, capture: bool) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    extra = getattr(message, "additional_kwargs", None) or {}
-    reasoning = extra.get("reasoning_content") if isinstance(extra, Mapping) else None
-    if isinstance(reasoning, str) and reasoning:
-        parts.append(text_part(reasoning, capture, "reasoning"))
-    parts.extend(content_parts(getattr(message, "content", None), capture, with_reasoning=True))
+    extra = getattr(message, "additional_kwargs", None)
+    if extra and isinstance(extra, _MAPPING):
+        reasoning = extra.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:
+            parts.append(text_part(reasoning, capture, "reasoning"))
+    content = getattr(message, "content", None)
+    if content:  # a reply that only calls tools has none: no call
+        parts.extend(content_parts(content, capture, with_reasoning=True))
     for call in getattr(message, "tool_calls", None) or ():
         part: dict[str, Any] = {"type": "tool_call", "id": call.get("id"), "name": call.get("name")}
         if capture:
@@ -111,8 +120,10 @@ def assistant_parts(message: Any, capture: bool) -> list[dict[str, Any]]:
     return parts
 
 
-def message_entry(message: Any, capture: bool) -> dict[str, Any]:
-    role = role_of(message)
+def message_entry(message: Any, capture: bool, role: str | None = None) -> dict[str, Any]:
+    """An input message (``role``: its :func:`role_of`, when the caller has it)."""
+    if role is None:
+        role = role_of(message)
     if role == "assistant":
         parts = assistant_parts(message, capture)
     elif role == "tool":
@@ -123,9 +134,10 @@ def message_entry(message: Any, capture: bool) -> dict[str, Any]:
     else:
         parts = content_parts(getattr(message, "content", None), capture)
     entry: dict[str, Any] = {"role": role, "parts": parts}
-    name = getattr(message, "name", None)
-    if isinstance(name, str) and name and role != "tool":
-        entry["name"] = name
+    if role != "tool":
+        name = getattr(message, "name", None)
+        if isinstance(name, str) and name:
+            entry["name"] = name
     return entry
 
 
@@ -136,19 +148,23 @@ def input_messages(messages: Sequence[Any], capture: bool) -> tuple[Parts | None
     """(system instruction parts or None, leading system texts, input messages) of a chat request."""
     system: list[dict[str, Any]] | None = None
     texts: list[str] = []
-    start = 0
-    while start < len(messages) and role_of(messages[start]) == "system":
-        content = getattr(messages[start], "content", None)
-        system = system or []
-        system.extend(content_parts(content, capture))
-        texts.append(content_text(content))
-        start += 1
-    return system, texts, [message_entry(m, capture) for m in messages[start:]]
+    entries: Parts = []
+    for message in messages:
+        role = role_of(message)
+        if role == "system" and not entries:  # the leading system messages are the instructions
+            content = getattr(message, "content", None)
+            if system is None:
+                system = []
+            system.extend(content_parts(content, capture))
+            texts.append(content_text(content))
+        else:
+            entries.append(message_entry(message, capture, role))
+    return system, texts, entries
 
 
 def finish_reason(generation: Any) -> str | None:
-    info = getattr(generation, "generation_info", None) or {}
-    reason = info.get("finish_reason") if isinstance(info, Mapping) else None
+    info = getattr(generation, "generation_info", None)
+    reason = info.get("finish_reason") if info and isinstance(info, _MAPPING) else None
     if reason is None:
         meta = getattr(getattr(generation, "message", None), "response_metadata", None) or {}
         reason = meta.get("finish_reason") or meta.get("stop_reason")
@@ -197,15 +213,15 @@ def _placeholders(template: str, template_format: str) -> str:
 
 
 def _kwargs(node: Any) -> Mapping[str, Any]:
-    if isinstance(node, Mapping):
+    if isinstance(node, _MAPPING):
         value = node.get("kwargs")
-        if isinstance(value, Mapping):
+        if isinstance(value, _MAPPING):
             return value
     return {}
 
 
 def _class_name(node: Any) -> str:
-    if isinstance(node, Mapping):
+    if isinstance(node, _MAPPING):
         ident = node.get("id")
         if isinstance(ident, list) and ident:
             return str(ident[-1])
