@@ -92,7 +92,7 @@ class GreenflashSink:
         self.max_request_bytes = max_request_bytes
         self.max_messages_per_request = max_messages_per_request
         self._url = f"{self.base_url}/messages"
-        # What ``to_wire(product_id=...)`` adds after the messages.
+        # What ``to_wire(product_id=...)`` adds after the messages (the product, like the URL, is fixed here).
         self._product_json = b',"productId":' + dumps(product_id) if product_id else b""
         try:
             self._client: KeepAliveClient | None = KeepAliveClient(self.base_url, timeout_s=timeout_s,
