@@ -114,7 +114,7 @@ class _Run:
     #: whether its spans are expected to record: what its trace's first span did, which the samplers
     #: of the spans inside mostly follow (a parent-based sampler always does)
     recording = True
-    #: the OTel context it made current and the one that replaced (put back when it ends)
+    #: (the OTel context it replaced, the one it made current): the first is put back when it ends
     entered: tuple[otel_context.Context, otel_context.Context] | None = None
     pending_prompt: tuple[tuple[str, ...], str] | None = None
     prompt_templates: list[tuple[str, list[str]]] | None = None
