@@ -12,11 +12,11 @@ import logging
 import os
 from typing import Any
 
-import orjson
 from opentelemetry.trace import Span, Status, StatusCode
 
 from convotel import semconv
 from convotel.context import Claim, ConversationContext, current, held, release
+from convotel.delivery.wire import dumps
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -105,10 +105,7 @@ def conversation_attributes(ctx: ConversationContext) -> dict[str, Any]:
 
 def json_attr(value: Any) -> str:
     """Encode a structured value as a JSON string attribute (OTel attributes are flat)."""
-    try:
-        return orjson.dumps(value, default=str).decode()
-    except TypeError:  # a key that is not a string: the option that takes one costs every call ~40% more
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    return dumps(value).decode()
 
 
 _reported: set[tuple[str, str]] = set()
