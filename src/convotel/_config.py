@@ -51,7 +51,8 @@ def _parse_sinks(value: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip().lower() for n in value.split(",") if n.strip()))
     unknown = [n for n in names if n not in SINK_NAMES]
     if unknown:
-        raise ConfigError(f"unknown sink {', '.join(unknown)!s} in CONVOTEL_SINK/sink=; choose from {', '.join(SINK_NAMES)}")
+        raise ConfigError(f"unknown sink {', '.join(unknown)!s} in CONVOTEL_SINK/sink=; "
+                          f"choose from {', '.join(SINK_NAMES)}")
     return names
 
 

@@ -90,9 +90,12 @@ def _say(line: str) -> None:
 
 
 def _instrument(settings: Settings, provider: TracerProvider) -> list[Any]:
-    wanted = {f"convotel_{n.removeprefix('convotel_')}" for n in settings.instrumentors} if settings.instrumentors is not None else None
+    wanted = None
+    if settings.instrumentors is not None:
+        wanted = {f"convotel_{n.removeprefix('convotel_')}" for n in settings.instrumentors}
     active: list[Any] = []
-    instrumentor_eps = [ep for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("convotel_")]
+    instrumentor_eps = [ep for ep in entry_points(group="opentelemetry_instrumentor")
+                        if ep.name.startswith("convotel_")]
     if not instrumentor_eps:
         return active
     # Instrumentor packages bring opentelemetry-instrumentation; the core does not need it otherwise.

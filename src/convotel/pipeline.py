@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from convotel.mapping import MappingOptions, map_record, merge
+from convotel.mapping import DEFAULT_OPTIONS, MappingOptions, map_record, merge
 from convotel.messages import ConversationBatch
 from convotel.records import SpanRecord, from_readable_span
 
@@ -38,7 +38,7 @@ class Pipeline:
         self,
         consumers: Sequence[BatchConsumer],
         *,
-        options: MappingOptions = MappingOptions(),
+        options: MappingOptions = DEFAULT_OPTIONS,
         transform: Transform | None = None,
         max_queue: int = 50_000,
         interval_s: float = 0.05,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from opentelemetry.trace import StatusCode
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -86,7 +88,7 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
         span.start_time or 0,
         None if started else span.end_time,
         _attributes_copy(span),
-        status is not None and status.status_code.name == "ERROR",
+        status is not None and status.status_code is StatusCode.ERROR,
         status.description if status is not None else None,
         events,
         resource.attributes if resource is not None else _EMPTY,

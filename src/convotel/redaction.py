@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 from convotel.messages import ConversationBatch, Message
@@ -115,6 +116,7 @@ def _walk(value: Any, redact: TextHook) -> Any:
 # The message fields whose strings leave the process (besides ``properties.alternatives``): what
 # redaction rewrites and what its batch precheck reads, so the two cannot drift apart.
 _TEXT_FIELDS = ("content", "context", "input", "output")
+_text_fields_of = attrgetter(*_TEXT_FIELDS)
 
 
 def _message(message: Message, redact: TextHook) -> Message:
@@ -130,22 +132,26 @@ def _message(message: Message, redact: TextHook) -> Message:
 
 
 def _texts(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
+    if type(value) is str:
         out.append(value)
     elif isinstance(value, dict):
         for v in value.values():
-            _texts(v, out)
+            if v is not None:
+                _texts(v, out)
     elif isinstance(value, list):
         for v in value:
             _texts(v, out)
+    elif isinstance(value, str):
+        out.append(value)
 
 
 def _batch_texts(batch: ConversationBatch) -> str:
     """Every string redaction looks at in the batch, joined by NUL (no pattern matches across it)."""
     out: list[str] = []
     for m in batch.messages:
-        for name in _TEXT_FIELDS:
-            _texts(getattr(m, name), out)
+        for value in _text_fields_of(m):
+            if value is not None:
+                _texts(value, out)
         if m.properties and "alternatives" in m.properties:
             _texts(m.properties["alternatives"], out)
     if batch.system_prompt is not None:

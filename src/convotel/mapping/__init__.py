@@ -18,16 +18,16 @@ from convotel.mapping.runs import (
     map_tool,
     structural_type,
 )
-from convotel.mapping.scope import MappingOptions, scope_of
+from convotel.mapping.scope import DEFAULT_OPTIONS, MappingOptions, scope_of
 from convotel.messages import ConversationBatch
 from convotel.records import SpanRecord
 
-__all__ = ["MappingOptions", "map_record", "map_records", "merge"]
+__all__ = ["DEFAULT_OPTIONS", "MappingOptions", "map_record", "map_records", "merge"]
 
 _MODEL_CALLS = frozenset({semconv.OP_CHAT, semconv.OP_TEXT_COMPLETION, "generate_content"})
 
 
-def map_record(record: SpanRecord, options: MappingOptions = MappingOptions()) -> ConversationBatch | None:
+def map_record(record: SpanRecord, options: MappingOptions = DEFAULT_OPTIONS) -> ConversationBatch | None:
     """The messages one span contributes, or ``None`` for spans that are not conversation events."""
     scope = scope_of(record, options)
     kind = structural_type(scope)
@@ -68,5 +68,5 @@ def merge(mapped: Iterable[ConversationBatch]) -> list[ConversationBatch]:
     return list(batches.values())
 
 
-def map_records(records: Iterable[SpanRecord], options: MappingOptions = MappingOptions()) -> list[ConversationBatch]:
+def map_records(records: Iterable[SpanRecord], options: MappingOptions = DEFAULT_OPTIONS) -> list[ConversationBatch]:
     return merge(m for r in records if (m := map_record(r, options)) is not None)

@@ -8,6 +8,7 @@ has the id it will have when it is resent next turn.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from convotel import semconv
@@ -24,16 +25,20 @@ from convotel.mapping.parts import (
 from convotel.mapping.scope import MappingOptions, SpanScope
 from convotel.messages import ConversationBatch, Message, MessageType
 
+_USAGE = (
+    ("inputTokens", semconv.USAGE_INPUT_TOKENS),
+    ("outputTokens", semconv.USAGE_OUTPUT_TOKENS),
+    ("reasoningTokens", semconv.USAGE_REASONING_TOKENS),
+    ("cachedInputTokens", semconv.USAGE_CACHE_READ_INPUT_TOKENS),
+)
 
-def _usage(scope: SpanScope) -> dict[str, int] | None:
-    attrs = scope.attrs
-    names = {
-        "inputTokens": semconv.USAGE_INPUT_TOKENS,
-        "outputTokens": semconv.USAGE_OUTPUT_TOKENS,
-        "reasoningTokens": semconv.USAGE_REASONING_TOKENS,
-        "cachedInputTokens": semconv.USAGE_CACHE_READ_INPUT_TOKENS,
-    }
-    usage = {k: int(attrs[v]) for k, v in names.items() if isinstance(attrs.get(v), (int, float))}
+
+def _usage(attrs: Mapping[str, Any]) -> dict[str, int] | None:
+    usage: dict[str, int] = {}
+    for key, attr in _USAGE:
+        value = attrs.get(attr)
+        if isinstance(value, (int, float)):
+            usage[key] = int(value)
     if "inputTokens" in usage and "outputTokens" in usage:
         usage["totalTokens"] = usage["inputTokens"] + usage["outputTokens"]
     return usage or None
@@ -43,7 +48,7 @@ def _call_facts(scope: SpanScope, first_output: ChatMessage | None, others: list
     """Model-call facts that ride in ``properties`` of the first message the call produced."""
     rec = scope.record
     facts: dict[str, Any] = {}
-    usage = _usage(scope)
+    usage = _usage(scope.attrs)
     if usage:
         facts["usage"] = usage
     if rec.end_ns is not None:

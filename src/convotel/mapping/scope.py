@@ -23,16 +23,17 @@ class MappingOptions:
     verbose: bool = False
 
 
+DEFAULT_OPTIONS = MappingOptions()
+
+
 @dataclass(slots=True)
 class SpanScope:
     record: SpanRecord
     conversation: Conversation
     #: Message of the nearest enclosing task / workflow run, if the span sits inside one.
     run_parent_id: str | None
-
-    @property
-    def attrs(self) -> Mapping[str, Any]:
-        return self.record.attributes
+    #: ``record.attributes``, read dozens of times per span
+    attrs: Mapping[str, Any]
 
     def id(self, key: str) -> str:
         return message_id(self.conversation.external_conversation_id, key)
@@ -55,4 +56,4 @@ def scope_of(record: SpanRecord, options: MappingOptions) -> SpanScope:
     )
     parent_span = attrs.get(semconv.STRUCTURAL_PARENT)
     run_parent = message_id(conversation_id, run_key(str(parent_span))) if parent_span else None
-    return SpanScope(record, conversation, run_parent)
+    return SpanScope(record, conversation, run_parent, attrs)

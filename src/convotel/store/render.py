@@ -80,7 +80,8 @@ def render_messages(messages: Sequence[StoredMessage], *, excerpt: int = DEFAULT
             kids = children[m.id]
             for i in range(len(kids) - 1, -1, -1):
                 last = i == len(kids) - 1
-                stack.append((kids[i], child_lead + ("└─ " if last else "├─ "), child_lead + ("   " if last else "│  ")))
+                branch, rail = ("└─ ", "   ") if last else ("├─ ", "│  ")
+                stack.append((kids[i], child_lead + branch, child_lead + rail))
 
     for m in roots:
         walk(m)
