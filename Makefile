@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PACKAGES := -e . -e instrumentors/openai -e instrumentors/langchain
 
-.PHONY: install install-test demo test bench clean
+.PHONY: install install-test demo test bench bench-instructions clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ $(BENCH_VENV)/.installed: benchmarks/requirements.txt constraints.txt pyproject.
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m benchmarks.run --update-readme README.md $(BENCH_ARGS)
+
+# Deterministic cross-check (needs valgrind; about 25 minutes on 2 cores): instructions per call.
+bench-instructions: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m benchmarks.instructions --update-readme README.md $(INSTR_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .convotel

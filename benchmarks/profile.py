@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     log_dir = Path(tempfile.mkdtemp(prefix="convotel-profile-"))
     raw = args.raw or log_dir / "profile.txt"
-    running, env = bench_run._start_servers(log_dir, args.ingest)
+    running, env = bench_run.start_servers(log_dir, args.ingest)
     try:
         argv_child = [sys.executable, "-m", "benchmarks.profile", "--child", "--suite", args.suite,
                       "--config", args.config, "--scenario", args.scenario, "--calls", str(args.calls),

@@ -354,9 +354,9 @@ def verdicts(suite: str, results: dict[str, dict[str, Any]]) -> list[Verdict]:
     return out
 
 
-def update_readme(path: Path, section: str) -> None:
+def update_readme(path: Path, section: str, start: str = START, end: str = END) -> None:
     text = path.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"{path}: no {START} … {END} section to update")
-    path.write_text(pattern.sub(lambda _: f"{START}\n{section.strip()}\n{END}", text, count=1))
+        raise SystemExit(f"{path}: no {start} … {end} section to update")
+    path.write_text(pattern.sub(lambda _: f"{start}\n{section.strip()}\n{end}", text, count=1))

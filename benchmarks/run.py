@@ -76,7 +76,7 @@ def _place_on_cpus() -> tuple[str, dict[str, str]]:
     return f"servers on CPU {cpus[0]}, each worker on CPU {workers}", {ENV_WORKER_CPUS: workers}
 
 
-def _start_servers(log_dir: Path, ingest: str) -> tuple[list[servers.Server], dict[str, str]]:
+def start_servers(log_dir: Path, ingest: str) -> tuple[list[servers.Server], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
     started: list[servers.Server] = []
     try:
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="convotel-bench-"))
     print(f"benchmarks: logs in {log_dir}", file=sys.stderr, flush=True)
     placement, worker_env = _place_on_cpus()
-    running, env = _start_servers(log_dir, args.ingest)
+    running, env = start_servers(log_dir, args.ingest)
     env.update(worker_env)
     results: dict[str, dict[str, Any]] = {}
     server_cpu: dict[str, float | None] = {}

@@ -122,7 +122,6 @@ class _Emitter:
         self.model = model
         self.messages: list[Message] = []
         self.clock = Clock(scope.record.start_ns)
-        self.known_calls: set[str] = set()
         #: Properties for the next message added (merged over its own), then cleared.
         self.facts: dict[str, Any] | None = None
 
@@ -148,8 +147,6 @@ class _Emitter:
         last = None
         for index, call in enumerate(calls):
             key = tool_call_key(call.id) if call.id else f"{fallback_key}:call:{index}"
-            if call.id:
-                self.known_calls.add(call.id)
             last = self.add("tool_call", key, parent, tool_name=call.name, input=as_object(call.arguments))
         return last
 
