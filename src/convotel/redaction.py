@@ -132,7 +132,7 @@ def _message(message: Message, redact: TextHook) -> Message:
 
 
 def _texts(value: Any, out: list[str]) -> None:
-    if type(value) is str:
+    if type(value) is str:  # the common case, tested first; a str subclass is caught last
         out.append(value)
     elif isinstance(value, dict):
         for v in value.values():
