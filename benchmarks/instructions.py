@@ -33,7 +33,7 @@ from pathlib import Path
 
 from benchmarks.configs import SUITE_CONFIGS, Config
 from benchmarks.report import PRIMARY, SUITE_TITLES, TARGETS, update_readme
-from benchmarks.run import start_servers
+from benchmarks.run import selected_scenarios, start_servers
 from benchmarks.scenarios import SUITE_SCENARIOS, Scenario
 
 START, END = "<!-- instructions:start -->", "<!-- instructions:end -->"
@@ -121,11 +121,6 @@ def suite_table(suite: str, counts: dict[tuple[str, str], float | str], configs:
     return "\n".join(lines)
 
 
-def _selected(suite: str, configs: str | None, scenarios: str | None) -> tuple[list[Config], list[Scenario]]:
-    return ([c for c in SUITE_CONFIGS[suite] if not configs or c.name in configs.split(",")],
-            [s for s in SUITE_SCENARIOS[suite] if not scenarios or s.name in scenarios.split(",")])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["all", *SUITE_CONFIGS], default="all")
@@ -138,8 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     suites = list(SUITE_CONFIGS) if args.suite == "all" else [args.suite]
+    wanted = args.scenarios.split(",") if args.scenarios else None
+
+    def selected(suite: str) -> tuple[list[Config], list[Scenario]]:
+        configs = [c for c in SUITE_CONFIGS[suite] if not args.configs or c.name in args.configs.split(",")]
+        return configs, selected_scenarios(suite, wanted)
+
     if args.child:
-        configs, scenarios = _selected(suites[0], args.configs, args.scenarios)
+        configs, scenarios = selected(suites[0])
         _child(suites[0], configs[0].name, scenarios[0].name, args.calls, args.warmup)
         return 0
     if shutil.which("valgrind") is None:
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             for suite in suites:
-                configs, scenarios = _selected(suite, args.configs, args.scenarios)
+                configs, scenarios = selected(suite)
                 jobs = [(c, s.name) for s in scenarios for c in configs]
                 if not jobs:
                     continue

@@ -174,7 +174,7 @@ def _failed(error: str) -> dict[str, Any]:
     return {"status": "error", "error": error}
 
 
-def _selected(suite: str, scenarios: list[str] | None) -> list[Scenario]:
+def selected_scenarios(suite: str, scenarios: list[str] | None) -> list[Scenario]:
     """The suite's scenarios that run (``--scenarios``, default all)."""
     return [s for s in SUITE_SCENARIOS[suite] if scenarios is None or s.name in scenarios]
 
@@ -191,7 +191,7 @@ def _weights_text(weights: list[float]) -> str:
 def run_suite(suite: str, configs: list[str], params: dict[str, int], env: dict[str, str], log_dir: Path,
               timeout_s: float, scenarios: list[str] | None = None) -> dict[str, Any]:
     """Every configuration in its own process; repetitions interleaved across configurations."""
-    selected = _selected(suite, scenarios)
+    selected = selected_scenarios(suite, scenarios)
     names = [s.name for s in selected]
     weights = {s.name: s.weight for s in selected}
     workers = {c: WorkerProcess(suite, c, env, log_dir, timeout_s) for c in configs}
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     elapsed = time.monotonic() - started
 
-    weights = [s.weight for suite in suites for s in _selected(suite, scenarios)]
+    weights = [s.weight for suite in suites for s in selected_scenarios(suite, scenarios)]
     sections = [_environment_line(params, elapsed, args.quick, args.ingest, load, placement, weights)]
     sections += [report.suite_markdown(suite, results[suite]) for suite in suites]
     markdown = "\n\n".join(sections)

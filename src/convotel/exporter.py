@@ -8,7 +8,7 @@ serves setups that choose their own processor (``OTEL_TRACES_EXPORTER=convotel``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -18,22 +18,12 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from convotel import semconv
 from convotel.mapping.runs import OPENING_TYPES
 from convotel.pipeline import Pipeline
-from convotel.records import from_readable_span
+from convotel.records import from_readable_span, span_attributes
 
 
-def _plain(attributes: Any) -> Any:
-    """``attributes`` as a dict when they can be copied as one (an SDK span's are a mappingproxy
-    over ``BoundedAttributes``, whose lookups of a missing key raise and catch a ``KeyError``)."""
-    try:
-        return attributes.copy()
-    except AttributeError:
-        return attributes
-
-
-def is_conversation_span(attributes: Any) -> bool:
+def is_conversation_span(attributes: Mapping[str, Any]) -> bool:
     """Cheap pre-filter: only GenAI and convotel spans can become messages, and not a model call
     that a framework span already maps (the mapping skips those too)."""
-    attributes = _plain(attributes)
     return (bool(attributes) and (semconv.OPERATION_NAME in attributes or semconv.MESSAGE_TYPE in attributes)
             and semconv.COVERED_BY not in attributes)
 
@@ -45,11 +35,11 @@ class ConvotelSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # Runs that parent others (task, workflow, chain) are announced now, so the
         # API receives a parent before its children.
-        if _plain(span.attributes).get(semconv.MESSAGE_TYPE) in OPENING_TYPES:
+        if span_attributes(span).get(semconv.MESSAGE_TYPE) in OPENING_TYPES:
             self._pipeline.put(from_readable_span(span, started=True))
 
     def on_end(self, span: ReadableSpan) -> None:
-        if is_conversation_span(span.attributes):
+        if is_conversation_span(span_attributes(span)):
             self._pipeline.put(span)
 
     def shutdown(self) -> None:
@@ -75,7 +65,7 @@ class ConvotelSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         for span in spans:
-            if is_conversation_span(span.attributes):
+            if is_conversation_span(span_attributes(span)):
                 self._pipeline.put(span)
         return SpanExportResult.SUCCESS
 

@@ -131,6 +131,10 @@ class ConversationBatch:
     system_prompt: str | dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
 
+    def without_messages(self) -> ConversationBatch:
+        """The request-level fields alone: what every request of this conversation shares."""
+        return ConversationBatch(self.conversation, [], self.model, self.system_prompt, self.properties)
+
     def to_wire(self, *, product_id: str | None = None) -> dict[str, Any]:
         conv = self.conversation
         body: dict[str, Any] = {

@@ -58,9 +58,11 @@ class SpanRecord:
         return self.end_ns is not None
 
 
-def _attributes_copy(span: Any) -> dict[str, Any]:
+def span_attributes(span: Any) -> dict[str, Any]:
+    """A copy of an SDK span's attributes, as a plain dict."""
     # The SDK's attributes are a BoundedAttributes behind a mappingproxy: copying through the
-    # Mapping protocol runs Python code per key, copying its inner dict is one C call.
+    # Mapping protocol runs Python code per key (and a lookup of a missing key raises and catches
+    # a KeyError), copying its inner dict is one C call.
     inner = getattr(getattr(span, "_attributes", None), "_dict", None)
     if type(inner) is dict:
         return inner.copy()
@@ -87,7 +89,7 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
         span.name,
         span.start_time or 0,
         None if started else span.end_time,
-        _attributes_copy(span),
+        span_attributes(span),
         status is not None and status.status_code is StatusCode.ERROR,
         status.description if status is not None else None,
         events,
@@ -96,4 +98,4 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
     )
 
 
-__all__ = ["SpanEvent", "SpanRecord", "from_readable_span"]
+__all__ = ["SpanEvent", "SpanRecord", "from_readable_span", "span_attributes"]

@@ -541,8 +541,7 @@ class Delivery:
                          m.external_message_id, conv.key, m.parent_external_message_id)
         if not send:
             return
-        envelope = ConversationBatch(conv.conversation, [], conv.model, conv.system_prompt, conv.properties)
-        plan = split(envelope, causal_order(send, by_id), max_bytes=self._max_bytes, max_count=self._max_count)
+        plan = split(conv.request([]), causal_order(send, by_id), max_bytes=self._max_bytes, max_count=self._max_count)
         for m, size in plan.too_large:
             logger.error("convotel: message %s of conversation %s is %d bytes as a request, over the %s limit of "
                          "%d; it cannot be delivered and was dropped (shorten its content or properties)",

@@ -116,8 +116,7 @@ def split(envelope: ConversationBatch, messages: list[Message], *, max_bytes: in
     """
     budget = max_bytes - SINK_HEADROOM_BYTES
     if envelope.messages:
-        envelope = ConversationBatch(envelope.conversation, [], envelope.model, envelope.system_prompt,
-                                     envelope.properties)
+        envelope = envelope.without_messages()
     head = dumps(envelope.to_wire())
     base = len(head)
     result = Split(envelope_json=head)

@@ -140,8 +140,7 @@ class GreenflashSink:
             return dumps(batch.to_wire(product_id=self.product_id))
         head = getattr(batch, "envelope_json", None)
         if head is None:
-            head = dumps(ConversationBatch(batch.conversation, [], batch.model, batch.system_prompt,
-                                           batch.properties).to_wire())
+            head = dumps(batch.without_messages().to_wire())
         cut = head.index(b'"messages":[]') + 12
         return b"".join((head[:cut], messages, b"]", self._product_json, head[cut + 1:]))
 

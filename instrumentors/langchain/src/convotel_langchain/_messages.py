@@ -73,10 +73,8 @@ def content_parts(content: Any, capture: bool, *, with_reasoning: bool = False) 
     """Parts of a message's ``content`` (a string or a list of content blocks)."""
     if content is None:
         return []
-    if isinstance(content, str):  # the usual message: ``text_part`` inlined, this runs per message per call
-        if not content:
-            return []
-        return [{"type": "text", "content": content} if capture else {"type": "text"}]
+    if isinstance(content, str):
+        return [text_part(content, capture)] if content else []
     if not isinstance(content, (list, tuple)):
         return [text_part(content, capture)]
     parts: list[dict[str, Any]] = []
