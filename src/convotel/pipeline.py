@@ -3,6 +3,11 @@
 The app thread only appends a finished span to a bounded deque (no copying, no
 mapping, no I/O); the worker turns spans into records, records into messages,
 and messages into per-sink deliveries.
+
+An idle pipeline costs nothing: its worker sleeps until a span arrives (the first
+``put()`` of a burst wakes it), then waits ``interval_s`` so that the burst's spans
+are mapped together, and sleeps again once the queue is empty. A worker that polled
+instead would wake an idle app twenty times a second.
 """
 
 from __future__ import annotations
@@ -57,7 +62,11 @@ class Pipeline:
     def _init_state(self) -> None:
         # Also runs in a forked child: the parent's thread and queue do not exist there.
         self._queue: deque[Any] = deque()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # what flush() waits on: the worker's progress
+        #: The sleeping worker's signal: set by the put() that finds it idle, by flush() and shutdown().
+        self._wakeup = threading.Event()
+        self._idle = False
+        self._urgent = 0  # flush() calls waiting: the worker skips its wait for the rest of a burst
         self._taken = 0  # items the worker has popped (only the worker writes it, under the lock)
         self._processed = 0
         self._closed = False
@@ -78,17 +87,31 @@ class Pipeline:
                 logger.warning("convotel: span queue full (%d); dropping spans and counting them", self._max_queue)
             return
         self._queue.append(item)
+        if self._idle:
+            self._idle = False
+            self._wakeup.set()
 
     # -- worker -------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            with self._cond:
-                if not self._queue and not self._closed:
-                    self._cond.wait(self._interval_s)
-                closing = self._closed
+            if not self._queue and not self._closed:
+                self._sleep()
+            closing = self._closed
             self._drain()
             if closing and not self._queue:
                 return
+
+    def _sleep(self) -> None:
+        """Wait for a span (or flush/shutdown), then ``interval_s`` more for the rest of its burst."""
+        self._idle = True
+        # A put() that appended before _idle was set did not signal: look again before waiting.
+        if not self._queue and not self._closed:
+            self._wakeup.wait()
+        self._idle = False
+        self._wakeup.clear()
+        if not self._urgent and not self._closed:
+            self._wakeup.wait(self._interval_s)  # flush() and shutdown() cut it short
+            self._wakeup.clear()
 
     def _drain(self) -> None:
         items: list[Any] = []
@@ -134,12 +157,18 @@ class Pipeline:
         """Wait until everything put before this call has been mapped and submitted."""
         with self._cond:
             target = self._taken + len(self._queue)
-            self._cond.notify_all()
-            while self._processed < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._worker.is_alive():
-                    return self._processed >= target
-                self._cond.wait(min(remaining, self._interval_s))
+            if self._processed >= target:
+                return True
+            self._urgent += 1
+            self._wakeup.set()
+            try:
+                while self._processed < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._worker.is_alive():
+                        return self._processed >= target
+                    self._cond.wait(min(remaining, 0.5))  # re-checks that the worker is alive
+            finally:
+                self._urgent -= 1
         return True
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -157,7 +186,7 @@ class Pipeline:
         ok = self._wait_handed_over(deadline)
         with self._cond:
             self._closed = True
-            self._cond.notify_all()
+        self._wakeup.set()
         self._worker.join(max(0.0, deadline - time.monotonic()))
         for consumer in self._consumers:
             ok = consumer.shutdown(max(0.0, deadline - time.monotonic())) and ok

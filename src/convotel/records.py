@@ -1,7 +1,9 @@
 """The span record: the one shape every span takes before mapping.
 
 Both an SDK ``ReadableSpan`` (in-process exporter) and a decoded OTLP span (the
-bridge) become a :class:`SpanRecord`; the mapping sees nothing else.
+bridge) become a :class:`SpanRecord`; the mapping sees nothing else. A record
+holds what the mapping reads: ids, name, times, attributes, status (events,
+resource and scope are left behind: copying them cost a third of the record).
 
 Records are values: nothing changes one after it is built. They are not frozen
 dataclasses because one is built per span on the export path, and a frozen
@@ -26,13 +28,6 @@ def _empty() -> Mapping[str, Any]:
 
 
 @dataclass(slots=True)
-class SpanEvent:
-    name: str
-    time_ns: int
-    attributes: Mapping[str, Any] = field(default_factory=_empty)
-
-
-@dataclass(slots=True)
 class SpanRecord:
     """An I/O-free view of one span (a value: see above).
 
@@ -49,9 +44,6 @@ class SpanRecord:
     attributes: Mapping[str, Any] = field(default_factory=_empty)
     status_error: bool = False
     status_message: str | None = None
-    events: tuple[SpanEvent, ...] = ()
-    resource: Mapping[str, Any] = field(default_factory=_empty)
-    scope: str = ""
 
     @property
     def ended(self) -> bool:
@@ -77,11 +69,6 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
     ctx = span.context
     parent = span.parent
     status = span.status
-    events = span.events  # a new tuple per access
-    if events:
-        events = tuple(SpanEvent(e.name, e.timestamp, dict(e.attributes or {})) for e in events)
-    scope = span.instrumentation_scope
-    resource = span.resource
     return SpanRecord(
         format(ctx.trace_id, "032x"),
         format(ctx.span_id, "016x"),
@@ -92,10 +79,7 @@ def from_readable_span(span: Any, *, started: bool = False) -> SpanRecord:
         span_attributes(span),
         status is not None and status.status_code is StatusCode.ERROR,
         status.description if status is not None else None,
-        events,
-        resource.attributes if resource is not None else _EMPTY,
-        scope.name if scope is not None else "",
     )
 
 
-__all__ = ["SpanEvent", "SpanRecord", "from_readable_span", "span_attributes"]
+__all__ = ["SpanRecord", "from_readable_span", "span_attributes"]

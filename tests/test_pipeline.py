@@ -1,0 +1,68 @@
+"""The pipeline's worker: it sleeps while idle, wakes for a span, and flush() does not wait out its batching."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from convotel.messages import ConversationBatch
+from convotel.pipeline import Pipeline
+
+from spans import tool_span
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.batches: list[ConversationBatch] = []
+        self.arrived = threading.Event()
+
+    def submit(self, batches: list[ConversationBatch]) -> None:
+        self.batches.extend(batches)
+        self.arrived.set()
+
+    def flush(self, timeout_s: float) -> bool:
+        return True
+
+    def shutdown(self, timeout_s: float) -> bool:
+        return True
+
+    def messages(self) -> list[tuple[str, str | None]]:
+        return [(m.message_type, m.content) for b in self.batches for m in b.messages]
+
+
+def test_a_span_that_arrives_after_an_idle_spell_is_mapped_without_a_flush() -> None:
+    collect = Collect()
+    pipeline = Pipeline([collect], interval_s=0.01)
+    try:
+        time.sleep(0.2)  # the worker has gone to sleep with nothing queued
+        pipeline.put(tool_span("get_weather", "call_1", {"city": "Paris"}, "rain"))
+        # The put() woke the worker: the batch arrives with no flush() to push it.
+        assert collect.arrived.wait(10.0), "the sleeping worker never woke up for the span"
+        assert collect.messages() == [("tool_call", None), ("observation", "rain")]
+        assert collect.batches[0].messages[1].parent_external_message_id == collect.batches[0].messages[0].external_message_id
+    finally:
+        pipeline.shutdown(5.0)
+
+
+def test_flush_cuts_the_batching_wait_short() -> None:
+    collect = Collect()
+    # A burst waits interval_s for its other spans; a flush() must not wait that out.
+    pipeline = Pipeline([collect], interval_s=60.0)
+    try:
+        pipeline.put(tool_span("get_weather", "call_1", {"city": "Paris"}, "rain"))
+        pipeline.put(tool_span("get_time", "call_2", {"city": "Paris"}, "noon", span_id="2222222222222222"))
+        assert pipeline.flush(10.0) is True
+        assert collect.messages() == [("tool_call", None), ("observation", "rain"),
+                                      ("tool_call", None), ("observation", "noon")]
+    finally:
+        pipeline.shutdown(5.0)
+
+
+def test_shutdown_maps_what_is_queued_and_refuses_what_comes_after() -> None:
+    collect = Collect()
+    pipeline = Pipeline([collect], interval_s=60.0)
+    pipeline.put(tool_span("get_weather", "call_1", {"city": "Paris"}, "rain"))
+    assert pipeline.shutdown(10.0) is True
+    assert collect.messages() == [("tool_call", None), ("observation", "rain")]
+    pipeline.put(tool_span("late", "call_3", {}, "x"))  # after shutdown: counted, not raised
+    assert pipeline.dropped == 1
