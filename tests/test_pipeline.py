@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+from spans import tool_span
+
 from convotel.messages import ConversationBatch
 from convotel.pipeline import Pipeline
-
-from spans import tool_span
 
 
 class Collect:
@@ -39,7 +39,8 @@ def test_a_span_that_arrives_after_an_idle_spell_is_mapped_without_a_flush() -> 
         # The put() woke the worker: the batch arrives with no flush() to push it.
         assert collect.arrived.wait(10.0), "the sleeping worker never woke up for the span"
         assert collect.messages() == [("tool_call", None), ("observation", "rain")]
-        assert collect.batches[0].messages[1].parent_external_message_id == collect.batches[0].messages[0].external_message_id
+        call, observation = collect.batches[0].messages
+        assert observation.parent_external_message_id == call.external_message_id
     finally:
         pipeline.shutdown(5.0)
 
