@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hashlib
 
+# Copies of fresh hashers: copying one costs less than parsing blake2b()'s keyword arguments.
+_BLAKE2B_12 = hashlib.blake2b(digest_size=12)
+_BLAKE2B_16 = hashlib.blake2b(digest_size=16)
+
 
 def message_id(conversation_id: str, key: str) -> str:
     """``externalMessageId`` for ``key`` in a conversation: 24 hex digits of BLAKE2b."""
-    digest = hashlib.blake2b(f"{conversation_id}\x00{key}".encode(), digest_size=12)
+    digest = _BLAKE2B_12.copy()
+    digest.update(f"{conversation_id}\x00{key}".encode())
     return digest.hexdigest()
 
 
 def chain(previous: str, canonical: str) -> str:
     """Next link of a message-history hash: identifies a message by all that came before it."""
-    return hashlib.blake2b(f"{previous}\x00{canonical}".encode(), digest_size=16).hexdigest()
+    digest = _BLAKE2B_16.copy()
+    digest.update(f"{previous}\x00{canonical}".encode())
+    return digest.hexdigest()
 
 
 def tool_call_key(call_id: str) -> str:

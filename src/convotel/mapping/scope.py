@@ -43,7 +43,9 @@ class SpanScope:
 
     def str(self, name: str) -> str | None:
         value = self.attrs.get(name)
-        return str(value) if value is not None and value != "" else None
+        if type(value) is str:  # the usual case, decided without a call
+            return value or None
+        return None if value is None else str(value)
 
 
 def scope_of(record: SpanRecord, options: MappingOptions) -> SpanScope:
