@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
+import pytest
 from spans import tool_span
 
 from convotel.messages import ConversationBatch
@@ -67,3 +69,24 @@ def test_shutdown_maps_what_is_queued_and_refuses_what_comes_after() -> None:
     assert collect.messages() == [("tool_call", None), ("observation", "rain")]
     pipeline.put(tool_span("late", "call_3", {}, "x"))  # after shutdown: counted, not raised
     assert pipeline.dropped == 1
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        return int(next(line for line in status if line.startswith("voluntary_ctxt_switches")).split()[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts a thread's wake-ups through /proc")
+def test_an_idle_pipeline_does_not_wake_its_thread() -> None:
+    pipeline = Pipeline([Collect()], interval_s=0.01)
+    try:
+        pipeline.put(tool_span("get_weather", "call_1", {"city": "Paris"}, "rain"))
+        assert pipeline.flush(10.0)
+        worker = pipeline._worker  # the thread whose wake-ups the kernel counts
+        time.sleep(0.1)  # done with the burst: asleep now
+        before = _voluntary_switches(worker)
+        time.sleep(1.0)
+        # A polling worker (every interval_s) would have woken about a hundred times here.
+        assert _voluntary_switches(worker) - before <= 2
+    finally:
+        pipeline.shutdown(5.0)
