@@ -43,7 +43,7 @@ $(BENCH_VENV)/.installed: benchmarks/requirements.txt constraints.txt pyproject.
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m benchmarks.run --update-readme README.md $(BENCH_ARGS)
 
-# Deterministic cross-check (needs valgrind; about 25 minutes on 2 cores): instructions per call.
+# Deterministic cross-check (needs valgrind; about 15 minutes on 2 cores): instructions per call.
 bench-instructions: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m benchmarks.instructions --update-readme README.md $(INSTR_ARGS)
 

@@ -5,17 +5,18 @@
 
 On a shared 2-core machine the wall-clock overheads of ``benchmarks.run`` move by a factor of two
 between runs, and the same configuration in two processes of one run differs by more than the gap
-a target asks for. An instruction count does not: every (configuration, scenario) runs in its own
+a target asks for. An instruction count moves far less: every (configuration, scenario) runs in its own
 process under ``valgrind --tool=cachegrind`` with the same setup, scenario code and loopback
 servers as ``benchmarks.run``, once with 0 calls and once with N calls after the warm-up (each
 ending with a flush of the telemetry pipeline), and the difference divided by N is the process's
 instructions per call: every thread (convotel's pipeline and delivery, a ``BatchSpanProcessor``'s
-export), not the servers, which are other processes. ``PYTHONHASHSEED=0``; what is left moves the
-count by about 1% from run to run (how the threads interleave).
+export), not the servers, which are other processes. ``PYTHONHASHSEED=0``; what is left is timing (how
+many calls a background thread takes per wake-up): about 1% of a process's count, up to about 4%
+of convotel's overhead on the agent.
 
-Valgrind slows Python about 50x, so convotel's pipeline (which wakes every 50 ms) maps a few calls
-per batch rather than the ~10 of a real run: its per-batch work is counted a little more often
-than it happens outside valgrind (for the agent, about 3% of its overhead).
+Valgrind slows Python about 50x, so convotel's pipeline (which maps the spans of 50 ms together)
+takes a call or so per batch rather than the ~10 of a real run: its per-batch work is counted more
+often than it happens outside valgrind (for the agent, about 3% of its overhead).
 """
 
 from __future__ import annotations
